@@ -1,0 +1,3 @@
+from sessionfix.cli import main
+
+main()

@@ -1,0 +1,401 @@
+"""The project model: which file a module name loads, and what each name is bound to.
+
+Names are resolved the way Python's import system would resolve them, never matched as text:
+a package shadows a module of the same name, re-exports and simple aliases are followed, and a
+module counts as missing only when neither the project nor the environment can supply it.
+Modules are read on demand, with the newest grammar libcst knows, and never imported.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal
+
+import libcst as cst
+
+from sessionfix.errors import UserError
+from sessionfix.source import SourceError, read_python
+
+BindingKind = Literal["def", "class", "assign", "import", "alias", "module"]
+Status = Literal["project", "environment", "missing"]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a top-level name in a module is bound to."""
+
+    kind: BindingKind
+    line: int
+    #: for "import": the dotted name imported; for "alias": the dotted name it copies
+    target: str | None = None
+
+
+@dataclass
+class ModuleInfo:
+    name: str
+    path: Path | None  # None for environment modules
+    is_package: bool
+    status: Status
+    names: dict[str, Binding] = field(default_factory=dict)
+    #: a star import or a module __getattr__: names we cannot see may exist
+    open: bool = False
+    tree: cst.Module | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The answer to "does `module` define `name`?"."""
+
+    status: Literal["defined", "submodule", "missing-module", "missing-name", "unknown"]
+    module: ModuleInfo | None = None
+    binding: Binding | None = None
+
+
+def _dotted(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr.value}" if base else None
+    return None
+
+
+def resolve_relative(level: int, module: str | None, package: str) -> str | None:
+    """`from ..x import y` inside `package` -> absolute module name (None if it climbs too far)."""
+    if level == 0:
+        return module
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return None
+    base = parts[: len(parts) - (level - 1)]
+    if module:
+        base.append(module)
+    return ".".join(base) or None
+
+
+class _TopLevelNames(cst.CSTVisitor):
+    """Collects the names a module binds at top level (including under if/try/with/for)."""
+
+    METADATA_DEPENDENCIES = (cst.metadata.PositionProvider,)
+
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.package = package
+        self.names: dict[str, Binding] = {}
+        self.open = False
+
+    def _line(self, node: cst.CSTNode) -> int:
+        return self.get_metadata(cst.metadata.PositionProvider, node).start.line
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.names[node.name.value] = Binding("def", self._line(node))
+        if node.name.value == "__getattr__":
+            self.open = True
+        return False
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        self.names[node.name.value] = Binding("class", self._line(node))
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+    def _bind_target(self, target: cst.BaseExpression, value: cst.BaseExpression | None, line: int) -> None:
+        if isinstance(target, cst.Name):
+            source = _dotted(value) if value is not None else None
+            self.names[target.value] = Binding("alias", line, source) if source else Binding("assign", line)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self._bind_target(element.value, None, line)
+        elif isinstance(target, cst.StarredElement):
+            self._bind_target(target.value, None, line)
+
+    def visit_Assign(self, node: cst.Assign) -> bool:
+        for target in node.targets:
+            self._bind_target(target.target, node.value, self._line(node))
+        return False
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> bool:
+        self._bind_target(node.target, node.value, self._line(node))
+        return False
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> bool:
+        return False
+
+    def visit_For(self, node: cst.For) -> bool:
+        self._bind_target(node.target, None, self._line(node))
+        return True
+
+    def visit_WithItem(self, node: cst.WithItem) -> bool:
+        if node.asname is not None:
+            self._bind_target(node.asname.name, None, self._line(node))
+        return False
+
+    def visit_Import(self, node: cst.Import) -> bool:
+        for alias in node.names:
+            full = _dotted(alias.name)
+            if full is None:
+                continue
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.names[alias.asname.name.value] = Binding("module", self._line(node), full)
+            else:
+                top = full.split(".")[0]
+                self.names[top] = Binding("module", self._line(node), top)
+        return False
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
+        base = _dotted(node.module) if node.module is not None else None
+        module = resolve_relative(len(node.relative), base, self.package)
+        if module is None:
+            return False
+        if isinstance(node.names, cst.ImportStar):
+            self.open = True
+            return False
+        for alias in node.names:
+            name = _dotted(alias.name)
+            if name is None:
+                continue
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.names[local] = Binding("import", self._line(node), f"{module}.{name}")
+        return False
+
+    # Function and class bodies do not bind module names; expressions need no walk.
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> bool:
+        return True
+
+    def visit_Expr(self, node: cst.Expr) -> bool:
+        return False
+
+
+def _environment_paths(root: Path) -> list[str]:
+    """Where installed packages live: this interpreter's path plus the project's own venv."""
+    skip = {str(root), str(root / "src"), "", "."}
+    paths = [p for p in sys.path if p not in skip and Path(p or ".").resolve() != root]
+    for venv in (root / ".venv", root / "venv"):
+        for site in sorted(venv.glob("lib/python3*/site-packages")) + [venv / "Lib" / "site-packages"]:
+            if site.is_dir():
+                paths.append(str(site))
+    return paths
+
+
+class ProjectIndex:
+    """Read-only after construction except for its caches; one per run."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        declared: Iterable[str] = (),
+        extra_roots: Iterable[Path] = (),
+    ) -> None:
+        self.root = root.resolve()
+        roots = [self.root]
+        src = self.root / "src"
+        if src.is_dir() and not (src / "__init__.py").is_file():
+            roots.append(src)
+        roots.extend(Path(p).resolve() for p in extra_roots)
+        self.roots: tuple[Path, ...] = tuple(roots)
+        self.declared = frozenset(declared)
+        self._env_paths = _environment_paths(self.root)
+        self._modules: dict[str, ModuleInfo | None] = {}
+
+    # -- module names <-> files -------------------------------------------------------------
+
+    def _find_in_project(self, name: str) -> tuple[Path, bool] | None:
+        """(file, is_package) with Python's precedence, or None."""
+        parts = name.split(".")
+        locations: list[Path] = list(self.roots)
+        for position, part in enumerate(parts):
+            last = position == len(parts) - 1
+            namespace: list[Path] = []
+            found: tuple[Path, bool] | None = None
+            for location in locations:
+                package = location / part / "__init__.py"
+                if package.is_file():
+                    found = (package, True)
+                    break
+                module = location / f"{part}.py"
+                if module.is_file():
+                    found = (module, False)
+                    break
+                if (location / part).is_dir():
+                    namespace.append(location / part)
+            if found is not None:
+                if last:
+                    return found
+                file, is_package = found
+                if not is_package:
+                    return None  # a plain module has no submodules
+                locations = [file.parent]
+            elif namespace:
+                if last:
+                    return (namespace[0], True)  # a namespace package: a directory, no file
+                locations = namespace
+            else:
+                return None
+        return None
+
+    def module_name_for(self, path: Path) -> tuple[str, str]:
+        """(module, package) for a file inside the project; ("", "") outside every root."""
+        path = path.resolve()
+        for root in sorted(self.roots, key=lambda r: len(r.parts), reverse=True):
+            try:
+                relative = path.relative_to(root)
+            except ValueError:
+                continue
+            parts = list(relative.with_suffix("").parts)
+            if not parts or not all(p.isidentifier() for p in parts):
+                continue
+            if parts[-1] == "__init__":
+                parts.pop()
+                return ".".join(parts), ".".join(parts)
+            return ".".join(parts), ".".join(parts[:-1])
+        return "", ""
+
+    def _in_environment(self, name: str) -> bool:
+        top = name.split(".")[0]
+        if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+            return True
+        if top.lower() in self.declared:
+            return True
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(top, self._env_paths)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+        locations = list(spec.submodule_search_locations or [])
+        for part in name.split(".")[1:]:
+            if not locations:
+                return True  # an extension or frozen module: we cannot look inside, so not missing
+            try:
+                spec = importlib.machinery.PathFinder.find_spec(part, locations)
+            except (ImportError, ValueError):
+                return False
+            if spec is None:
+                return False
+            locations = list(spec.submodule_search_locations or [])
+        return True
+
+    def module(self, name: str) -> ModuleInfo | None:
+        """The module `name` as the import system would load it; None when missing."""
+        if name in self._modules:
+            return self._modules[name]
+        info: ModuleInfo | None = None
+        found = self._find_in_project(name)
+        if found is not None:
+            file, is_package = found
+            info = ModuleInfo(name, file if file.is_file() else None, is_package, "project")
+            if file.is_file():
+                self._read_names(info, file)
+            else:
+                info.open = True  # a namespace package: its names are its submodules
+        elif self._in_environment(name):
+            info = ModuleInfo(name, None, False, "environment", open=True)
+        self._modules[name] = info
+        return info
+
+    def _read_names(self, info: ModuleInfo, file: Path) -> None:
+        package = info.name if info.is_package else info.name.rpartition(".")[0]
+        try:
+            tree = read_python(file).tree
+        except (SourceError, OSError):
+            info.open = True  # unreadable: claim nothing about it
+            return
+        wrapper = cst.MetadataWrapper(tree, unsafe_skip_copy=True)
+        collector = _TopLevelNames(package)
+        wrapper.visit(collector)
+        info.names = collector.names
+        info.open = collector.open
+        info.tree = tree
+
+    def status(self, name: str) -> Status:
+        info = self.module(name)
+        return "missing" if info is None else info.status
+
+    # -- names ------------------------------------------------------------------------------
+
+    def lookup(self, module: str, name: str) -> Lookup:
+        info = self.module(module)
+        if info is None:
+            return Lookup("missing-module")
+        if name in info.names:
+            return Lookup("defined", info, info.names[name])
+        if info.is_package and self.module(f"{module}.{name}") is not None:
+            return Lookup("submodule", info)
+        if info.open or info.status != "project":
+            return Lookup("unknown", info)
+        return Lookup("missing-name", info)
+
+    def split(self, dotted: str) -> tuple[str, str] | None:
+        """Split `a.b.c` into (module, attribute) at the longest prefix that is a module."""
+        parts = dotted.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            module = ".".join(parts[:cut])
+            if self.module(module) is not None:
+                return module, ".".join(parts[cut:])
+        return None
+
+    def canonical(self, dotted: str) -> str:
+        """Follow re-exports and simple aliases to where `dotted` is really defined."""
+        seen: set[str] = set()
+        current = dotted
+        while current not in seen:
+            seen.add(current)
+            if self.module(current) is not None:
+                return current
+            split = self.split(current)
+            if split is None:
+                return current
+            module, rest = split
+            head, _, tail = rest.partition(".")
+            found = self.lookup(module, head)
+            if found.status != "defined" or found.binding is None:
+                return current
+            binding = found.binding
+            if binding.kind in ("import", "module") and binding.target:
+                current = binding.target + (f".{tail}" if tail else "")
+            elif binding.kind == "alias" and binding.target:
+                first, _, more = binding.target.partition(".")
+                inner = self.lookup(module, first)
+                if inner.status != "defined":
+                    return current
+                base = f"{module}.{first}"
+                current = base + (f".{more}" if more else "") + (f".{tail}" if tail else "")
+            else:
+                return current
+        return current
+
+    def definition(self, dotted: str) -> tuple[ModuleInfo, str, Binding] | None:
+        """The module, name and binding that finally define `dotted`, if in the project."""
+        split = self.split(self.canonical(dotted))
+        if split is None:
+            return None
+        module, name = split
+        found = self.lookup(module, name)
+        if found.status == "defined" and found.module is not None and found.binding is not None:
+            return found.module, name, found.binding
+        return None
+
+    def require(self, option: str, dotted: str) -> None:
+        """Raise a one-line UserError unless `dotted` resolves to a defined name."""
+        module, _, name = dotted.rpartition(".")
+        info = self.module(module)
+        if info is None:
+            raise UserError(
+                f"{option} {dotted}: module {module} is neither in the project ({self.root}) "
+                "nor installed; nothing was changed"
+            )
+        found = self.lookup(module, name)
+        if found.status == "missing-name":
+            where = self.display(info.path) if info.path else module
+            raise UserError(f"{option} {dotted}: {where} defines no {name}; nothing was changed")
+
+    def display(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)

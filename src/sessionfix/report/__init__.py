@@ -1,0 +1,1 @@
+"""Renderers: diff, json, tables, markdown, sarif. They format records; they never decide."""
