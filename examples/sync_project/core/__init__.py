@@ -1,0 +1,1 @@
+"""Shared infrastructure: database access lives in core.db."""

@@ -1,0 +1,1 @@
+"""Request handlers: the middleware injects a session and commits after the handler."""

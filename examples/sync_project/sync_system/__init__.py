@@ -1,0 +1,1 @@
+"""Synchronisation with the configuration spreadsheet and incoming webhooks."""
