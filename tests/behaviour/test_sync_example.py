@@ -253,31 +253,40 @@ def _sessionfix_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both copies, the fix's output, and each copy's scenario results."""
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for both copies, their databases, and the shim init.py both runs see."""
     base = tmp_path_factory.mktemp("sync_example")
-    shim_dir = base / "shim"
-    shim_dir.mkdir()
-    (shim_dir / "init.py").write_text(SHIM, encoding="utf-8")
-    before = _copy_project(base / "before")
-    after = _copy_project(base / "after")
+    (base / "shim").mkdir()
+    (base / "shim" / "init.py").write_text(SHIM, encoding="utf-8")
+    return base
+
+
+@pytest.fixture(scope="module")
+def before(workspace: Path) -> dict[str, Any]:
+    """The reference: the project as written, with init.py supplied by the shim."""
+    project = _copy_project(workspace / "before")
+    return {"project": project, "results": _run_scenarios(project, workspace / "shim", workspace / "before_db")}
+
+
+@pytest.fixture(scope="module")
+def after(workspace: Path) -> dict[str, Any]:
+    """A copy rewritten by `sessionfix fix`, what the fix printed, and the scenario results."""
+    project = _copy_project(workspace / "after")
     fix = subprocess.run(
-        [sys.executable, "-m", "sessionfix", "fix", str(after)],
+        [sys.executable, "-m", "sessionfix", "fix", str(project)],
         capture_output=True,
         text=True,
         env=_sessionfix_env(),
-        cwd=base,
+        cwd=workspace,
         timeout=120,
     )
     output = f"sessionfix fix exited {fix.returncode}:\n{fix.stdout}\n{fix.stderr}"
     # 1 means findings remain for a human; a crash also exits 1, but with a traceback
     assert fix.returncode in (0, 1) and "Traceback (most recent call last)" not in fix.stderr, output
     return {
-        "before": before,
-        "after": after,
+        "project": project,
         "fix": fix,
-        "before_results": _run_scenarios(before, shim_dir, base / "before_db"),
-        "after_results": _run_scenarios(after, shim_dir, base / "after_db"),
+        "results": _run_scenarios(project, workspace / "shim", workspace / "after_db"),
     }
 
 
@@ -294,9 +303,9 @@ def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario["id"] for scenario in SCENARIOS])
-def test_reference_behaviour(runs: dict[str, Any], scenario: dict[str, Any]) -> None:
+def test_reference_behaviour(before: dict[str, Any], scenario: dict[str, Any]) -> None:
     """The "before" run does what the scenario is about, so the comparison below means something."""
-    result = runs["before_results"][scenario["id"]]
+    result = before["results"][scenario["id"]]
     expect = scenario["expect"]
     assert (result["exception"] or {}).get("type") == expect["exception"], result["exception"]
     if "return" in expect:
@@ -306,38 +315,36 @@ def test_reference_behaviour(runs: dict[str, Any], scenario: dict[str, Any]) -> 
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario["id"] for scenario in SCENARIOS])
-def test_fix_preserves_behaviour(runs: dict[str, Any], scenario: dict[str, Any]) -> None:
-    before = runs["before_results"][scenario["id"]]
-    after = runs["after_results"][scenario["id"]]
-    assert after["exception"] == before["exception"]
-    assert after["return"] == before["return"]
-    assert after["rows"] == before["rows"]
+def test_fix_preserves_behaviour(before: dict[str, Any], after: dict[str, Any], scenario: dict[str, Any]) -> None:
+    reference = before["results"][scenario["id"]]
+    result = after["results"][scenario["id"]]
+    assert result["exception"] == reference["exception"]
+    assert result["return"] == reference["return"]
+    assert result["rows"] == reference["rows"]
 
 
-def test_fix_rewrote_the_broken_imports(runs: dict[str, Any]) -> None:
+def test_fix_rewrote_the_broken_imports(after: dict[str, Any]) -> None:
     """The fix really ran: no comparison above can pass on an unchanged copy."""
-    after: Path = runs["after"]
+    project: Path = after["project"]
     for relative in FIXED_FILES:
-        assert _init_imports(_parse(after / relative)) == [], (relative, runs["fix"].stdout)
-    legacy = _parse(after / "background/legacy_processor.py")
-    contexts = [
-        item.context_expr
-        for node in ast.walk(legacy)
-        if isinstance(node, ast.With)
-        for item in node.items
-    ]
+        assert _init_imports(_parse(project / relative)) == [], (relative, after["fix"].stdout)
+    legacy = _parse(project / "background/legacy_processor.py")
+    contexts = [item.context_expr for node in ast.walk(legacy) if isinstance(node, ast.With) for item in node.items]
     assert contexts and all(
         isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "get_db_session_ctx"
         for c in contexts
     ), ast.unparse(legacy)
-    webhook = _parse(after / "sync_system/webhook_handler.py")
+    webhook = _parse(project / "sync_system/webhook_handler.py")
     assert _init_imports(_function(webhook, "handle_webhook")) == []
 
 
-def test_unsafe_site_left_alone_by_safe_fix(runs: dict[str, Any]) -> None:
+def test_unsafe_site_left_alone_by_safe_fix(before: dict[str, Any], after: dict[str, Any]) -> None:
     """A block that writes but never commits keeps its raw session, and so its import."""
     relative = "sync_system/webhook_handler.py"
-    sources = {name: (runs[name] / relative).read_text(encoding="utf-8") for name in ("before", "after")}
+    sources = {
+        "before": (before["project"] / relative).read_text(encoding="utf-8"),
+        "after": (after["project"] / relative).read_text(encoding="utf-8"),
+    }
     segments = {
         name: ast.get_source_segment(source, _function(ast.parse(source), "preview_balance_change"))
         for name, source in sources.items()
@@ -348,5 +355,5 @@ def test_unsafe_site_left_alone_by_safe_fix(runs: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("relative", UNTOUCHED_FILES)
-def test_files_without_sites_keep_their_bytes(runs: dict[str, Any], relative: str) -> None:
-    assert (runs["after"] / relative).read_bytes() == (EXAMPLE / relative).read_bytes()
+def test_files_without_sites_keep_their_bytes(after: dict[str, Any], relative: str) -> None:
+    assert (after["project"] / relative).read_bytes() == (EXAMPLE / relative).read_bytes()
