@@ -4,9 +4,9 @@ Usage: python run_scenarios.py PROJECT_DIR SHIM_DIR WORK_DIR < scenarios.json
 
 Runs in its own process so that two copies of the same project (before and after a fix) never
 share sys.modules. A scenario names a callable as "module:function" or "module:Class.method"
-(with "construct" holding the arguments for Class). Each scenario gets its own database file; the result holds every table's rows
-in primary-key order, the exception the job raised (type and message, or None) and its return
-value.
+(with "construct" holding the arguments for Class). Each scenario gets its own database file;
+the result holds every table's rows in primary-key order, the exception the job raised (type
+and message, or None) and its return value.
 """
 
 from __future__ import annotations

@@ -26,7 +26,13 @@ EXAMPLE = REPO / "examples" / "sync_project"
 RUNNER = Path(__file__).resolve().parent / "run_scenarios.py"
 
 #: what init.py was: a plain sessionmaker, so `with Session() as s:` only closes
-SHIM = "from sqlalchemy.orm import sessionmaker\n\nfrom core.db import get_engine\n\nSession = sessionmaker(bind=get_engine())\n"
+SHIM = """\
+from sqlalchemy.orm import sessionmaker
+
+from core.db import get_engine
+
+Session = sessionmaker(bind=get_engine())
+"""
 
 ALICE = {"id": 1, "email": "alice@example.com", "name": "Alice", "balance": 100}
 BOB = {"id": 2, "email": "bob@example.com", "name": "Bob", "balance": 5}
