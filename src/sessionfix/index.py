@@ -19,6 +19,12 @@ import libcst as cst
 from sessionfix.errors import UserError
 from sessionfix.source import SourceError, read_python
 
+#: where SQLAlchemy defines its session factories (canonical names as imports spell them)
+SESSIONMAKERS = frozenset({"sqlalchemy.orm.sessionmaker", "sqlalchemy.orm.session.sessionmaker"})
+ASYNC_SESSIONMAKERS = frozenset(
+    {"sqlalchemy.ext.asyncio.async_sessionmaker", "sqlalchemy.ext.asyncio.session.async_sessionmaker"}
+)
+
 BindingKind = Literal["def", "class", "assign", "import", "alias", "module"]
 Status = Literal["project", "environment", "missing"]
 
@@ -31,6 +37,8 @@ class Binding:
     line: int
     #: for "import": the dotted name imported; for "alias": the dotted name it copies
     target: str | None = None
+    #: for `name = callee(...)`: the callee as written (resolved with `ProjectIndex.made_by`)
+    call: str | None = None
 
 
 @dataclass
@@ -106,7 +114,8 @@ class _TopLevelNames(cst.CSTVisitor):
     def _bind_target(self, target: cst.BaseExpression, value: cst.BaseExpression | None, line: int) -> None:
         if isinstance(target, cst.Name):
             source = _dotted(value) if value is not None else None
-            self.names[target.value] = Binding("alias", line, source) if source else Binding("assign", line)
+            call = _dotted(value.func) if isinstance(value, cst.Call) else None
+            self.names[target.value] = Binding("alias", line, source) if source else Binding("assign", line, call=call)
         elif isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
                 self._bind_target(element.value, None, line)
@@ -379,6 +388,16 @@ class ProjectIndex:
         if found.status == "defined" and found.module is not None and found.binding is not None:
             return found.module, name, found.binding
         return None
+
+    def made_by(self, dotted: str) -> str | None:
+        """For `X = f(...)` at module level: the canonical name of `f`; else None."""
+        found = self.definition(dotted)
+        if found is None:
+            return None
+        info, _, binding = found
+        if binding.kind != "assign" or not binding.call:
+            return None
+        return self.canonical(f"{info.name}.{binding.call}")
 
     def require(self, option: str, dotted: str) -> None:
         """Raise a one-line UserError unless `dotted` resolves to a defined name."""

@@ -1,0 +1,73 @@
+"""SF001 missing-module-import: drop `from init import Session` once nothing uses it."""
+
+from __future__ import annotations
+
+import libcst as cst
+from libcst.codemod.visitors import RemoveImportsVisitor
+from libcst.metadata import ScopeProvider
+
+from sessionfix.index import resolve_relative
+from sessionfix.model import Applicability
+from sessionfix.rule import Expect, Invalid, Rule, Valid, _dotted_name
+
+SAFE, REPORT = Applicability.SAFE, Applicability.REPORT
+
+
+class MissingModuleImport(Rule):
+    """
+    ## What it does
+    Removes an import of a configured raw session factory from a module that no longer exists
+    (`from init import Session` after `init.py` was deleted), once the other rules have
+    rewritten every use of it to the project's helpers; the helpers' imports are added where
+    the rewritten code needs them (a function-local import stays function-local).
+
+    ## Why is this bad?
+    The import fails with `ModuleNotFoundError` the moment it runs: at import time for a module
+    level import, on the first call for one inside a function, and, worst, only on the error
+    path for one inside an `except` block.
+
+    ## Example
+    {example}
+
+    ## Fix safety
+    The import is removed only when no use of the name is left, so nothing can refer to it:
+    *safe*. When a use remains that no rule could rewrite (an unsafe block without `--unsafe`, a
+    call with arguments, the name passed as a value), the import stays and each remaining use is
+    *reported* with its line.
+    """
+
+    CODE = "SF001"
+    NAME = "missing-module-import"
+    SUMMARY = "Remove imports of raw session factories from modules that no longer exist"
+    APPLICABILITIES = (SAFE, REPORT)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if isinstance(node.names, cst.ImportStar):
+            return
+        module = resolve_relative(
+            len(node.relative), _dotted_name(node.module) if node.module else None, self.package
+        )
+        if module is None or self.project.status(module) != "missing":
+            return
+        scope = self.get_metadata(ScopeProvider, node, None)
+        for alias in node.names:
+            dotted = f"{module}.{alias.evaluated_name}"
+            if self.project.canonical(dotted) not in self.raw_factories:
+                continue
+            local = alias.evaluated_alias or alias.evaluated_name
+            assignments = [a for a in (scope.assignments[local] if scope else ()) if getattr(a, "node", None) is node]
+            uses = [ref.node for a in assignments for ref in a.references]
+            if uses:
+                for use in uses:
+                    self.finding(
+                        use,
+                        f"{local} ({dotted}, whose module is missing) is still used here and no rule "
+                        "rewrote this use; its import stays",
+                        category="missing-import",
+                    )
+                continue
+            RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
+            self.change(alias, SAFE, f"{module} does not exist and nothing uses {local} any more")
+
+    VALID = []
+    INVALID = []

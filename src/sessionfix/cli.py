@@ -1,0 +1,221 @@
+"""The `sessionfix` command line (typer + rich).
+
+Exit codes: 0 clean / applied, 1 changes or findings pending, 2 error (bad input, a file that
+does not parse, an internal error). Errors are one line; `--debug` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from sessionfix import __version__
+from sessionfix.config import check_dotted_option
+from sessionfix.errors import UserError
+from sessionfix.model import FileResult
+from sessionfix.registry import RULES, find_rule, select_rules
+from sessionfix.report.diff import print_diff, unified_diff
+from sessionfix.report.records import record_line, results_json, summary_counts
+from sessionfix.session import Run, prepare
+from sessionfix.source import write_atomic
+
+app = typer.Typer(
+    name="sessionfix",
+    help="Find and repair SQLAlchemy session anti-patterns, keeping every comment and byte.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class OutputFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+Paths = Annotated[Optional[List[Path]], typer.Argument(help="Files or directories (default: the current directory).")]
+SyncContext = Annotated[Optional[str], typer.Option("--sync-context", help="Dotted name of the sync context-manager helper (default: from pyproject).")]
+SyncFactory = Annotated[Optional[str], typer.Option("--sync-factory", help="Dotted name of the plain session factory (default: from pyproject).")]
+AsyncContext = Annotated[Optional[str], typer.Option("--async-context", help="Dotted name of the async context-manager helper (default: from pyproject).")]
+RawFactory = Annotated[Optional[List[str]], typer.Option("--raw-factory", help="Dotted name of a raw factory to replace; repeatable (default: raw-factories from pyproject).")]
+Exclude = Annotated[Optional[List[str]], typer.Option("--exclude", help="Glob of paths to skip; repeatable (default: exclude from pyproject).")]
+Select = Annotated[Optional[List[str]], typer.Option("--select", help="Only run these rules (code or name); repeatable (default: all).")]
+Unsafe = Annotated[bool, typer.Option("--unsafe", help="Also apply fixes that change behaviour (default: off).")]
+NoColor = Annotated[bool, typer.Option("--no-color", help="Never colour the output (default: colour on a terminal).")]
+Format = Annotated[OutputFormat, typer.Option("--format", help="Output format (default: text).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (default: off).")]
+
+
+def _overrides(sync_context: str | None, sync_factory: str | None, async_context: str | None,
+               raw_factory: list[str] | None, exclude: list[str] | None, unsafe: bool) -> dict[str, object]:
+    for option, value in (("sync-context", sync_context), ("sync-factory", sync_factory),
+                          ("async-context", async_context)):
+        if value is not None:
+            check_dotted_option(option, value)
+    for value in raw_factory or ():
+        check_dotted_option("raw-factory", value)
+    return dict(sync_context=sync_context, sync_factory=sync_factory, async_context=async_context,
+                raw_factories=tuple(raw_factory or ()), exclude=tuple(exclude or ()), unsafe=unsafe or None)
+
+
+def _consoles(no_color: bool) -> tuple[Console, Console]:
+    out = Console(no_color=no_color or None, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, no_color=no_color or None, highlight=False, soft_wrap=True)
+    return out, err
+
+
+def _fail(err: Console, error: UserError | Exception, debug: bool) -> typer.Exit:
+    if debug:
+        raise error
+    err.print(f"sessionfix: error: {error}", markup=False)
+    return typer.Exit(2)
+
+
+def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None) -> Run:
+    return prepare(list(paths or []), overrides, select_rules(select))
+
+
+def _summary(err: Console, results: list[FileResult], verb: str) -> None:
+    counts = summary_counts(results)
+    err.print(
+        f"{counts['changed_files']} file(s) {verb}, {counts['changes']} change(s), "
+        f"{counts['findings']} finding(s) for review, {counts['errors']} error(s) "
+        f"in {counts['files']} file(s) checked",
+        markup=False,
+    )
+
+
+def _print_findings(err: Console, results: list[FileResult]) -> None:
+    for result in results:
+        if result.error:
+            err.print(result.error, markup=False, style="bold red")
+        for finding in result.findings:
+            err.print(record_line(finding), markup=False, style="yellow")
+
+
+@app.command()
+def diff(
+    paths: Paths = None,
+    sync_context: SyncContext = None,
+    sync_factory: SyncFactory = None,
+    async_context: AsyncContext = None,
+    raw_factory: RawFactory = None,
+    exclude: Exclude = None,
+    select: Select = None,
+    unsafe: Unsafe = False,
+    no_color: NoColor = False,
+    format: Format = OutputFormat.text,
+    debug: Debug = False,
+) -> None:
+    """Show the fixes as a unified diff; change nothing.
+
+    Exit 0 when nothing would change, 1 when changes are pending, 2 on errors.
+    """
+    out, err = _consoles(no_color)
+    try:
+        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
+        results = list(run.process())
+    except UserError as error:
+        raise _fail(err, error, debug)
+    diffs = {r.display_path: unified_diff(r) for r in results if r.changed}
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(results_json(results, diffs), indent=2) + "\n")
+    else:
+        for result in results:
+            if result.changed:
+                print_diff(out, diffs[result.display_path])
+                for change in result.changes:
+                    err.print(record_line(change), markup=False, style="dim")
+        _print_findings(err, results)
+        _summary(err, results, "would change")
+    if any(r.error for r in results):
+        raise typer.Exit(2)
+    raise typer.Exit(1 if any(r.changed for r in results) else 0)
+
+
+@app.command()
+def fix(
+    paths: Paths = None,
+    sync_context: SyncContext = None,
+    sync_factory: SyncFactory = None,
+    async_context: AsyncContext = None,
+    raw_factory: RawFactory = None,
+    exclude: Exclude = None,
+    select: Select = None,
+    unsafe: Unsafe = False,
+    no_color: NoColor = False,
+    format: Format = OutputFormat.text,
+    debug: Debug = False,
+) -> None:
+    """Apply the safe fixes in place (with --unsafe, the unsafe ones too).
+
+    Exit 0 when nothing is left, 1 when findings remain for a human, 2 on errors.
+    """
+    out, err = _consoles(no_color)
+    try:
+        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
+        results = []
+        for result in run.process():
+            if result.changed and result.new_source is not None:
+                try:
+                    write_atomic(result.path, result.new_source)
+                except OSError as exc:
+                    result.error = f"{result.display_path}: cannot write ({exc.strerror}); file left unchanged"
+                    result.new_source = None
+            results.append(result)
+    except UserError as error:
+        raise _fail(err, error, debug)
+    if format is OutputFormat.json:
+        sys.stdout.write(json.dumps(results_json(results), indent=2) + "\n")
+    else:
+        for result in results:
+            if result.changed:
+                out.print(f"fixed {result.display_path}", markup=False, style="green")
+                for change in result.changes:
+                    out.print("  " + record_line(change), markup=False)
+        _print_findings(err, results)
+        _summary(err, results, "fixed")
+    if any(r.error for r in results):
+        raise typer.Exit(2)
+    raise typer.Exit(1 if any(r.findings for r in results) else 0)
+
+
+@app.command()
+def rules(
+    rule: Annotated[Optional[str], typer.Argument(help="A rule code or name to show its full docs.")] = None,
+    no_color: NoColor = False,
+) -> None:
+    """List the rules, or print one rule's documentation."""
+    out, err = _consoles(no_color)
+    if rule is None:
+        table = Table("code", "name", "summary", "fixes")
+        for item in sorted(RULES, key=lambda r: r.CODE):
+            table.add_row(item.CODE, item.NAME, item.SUMMARY, ", ".join(a.value for a in item.APPLICABILITIES))
+        out.print(table)
+        return
+    try:
+        found = find_rule(rule)
+    except UserError as error:
+        raise _fail(err, error, False)
+    from sessionfix.docs import render_docs
+
+    out.print(Markdown(render_docs(found)))
+
+
+@app.command()
+def version() -> None:
+    """Print the sessionfix version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,42 @@
+"""Unified diffs of rewritten files (difflib), plain or coloured with rich."""
+
+from __future__ import annotations
+
+import difflib
+
+from rich.console import Console
+from rich.text import Text
+
+import libcst as cst
+
+from sessionfix.model import FileResult
+
+
+def _decode(data: bytes) -> str:
+    try:
+        encoding = cst.parse_module(data).encoding
+    except Exception:  # not parseable: show it as UTF-8 with replacements
+        encoding = "utf-8"
+    return data.decode(encoding, errors="replace").lstrip("\ufeff")
+
+
+def unified_diff(result: FileResult) -> str:
+    if result.new_source is None:
+        return ""
+    before = _decode(result.original).splitlines(keepends=True)
+    after = _decode(result.new_source).splitlines(keepends=True)
+    lines = []
+    for line in difflib.unified_diff(before, after, f"a/{result.display_path}", f"b/{result.display_path}"):
+        if not line.endswith("\n"):
+            line += "\n\\ No newline at end of file\n"
+        lines.append(line)
+    return "".join(lines)
+
+
+_STYLES = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+def print_diff(console: Console, text: str) -> None:
+    for line in text.splitlines():
+        style = next((s for prefix, s in _STYLES if line.startswith(prefix)), "")
+        console.print(Text(line, style=style), soft_wrap=True, highlight=False)

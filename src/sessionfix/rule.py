@@ -1,0 +1,382 @@
+"""The base every rule in `codemods/` builds on: options, project lookup, records, examples.
+
+A rule is a libcst `VisitorBasedCodemodCommand`, so `python -m libcst.tool codemod` can run it
+alone; sessionfix's runner runs all of them in order and collects their records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Mapping, Sequence
+
+import libcst as cst
+from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.metadata import (
+    ParentNodeProvider,
+    PositionProvider,
+    QualifiedName,
+    QualifiedNameProvider,
+    ScopeProvider,
+)
+
+from sessionfix.config import Settings, declared_dependencies, load_config
+from sessionfix.index import ProjectIndex, resolve_relative
+from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
+
+
+@dataclass(frozen=True)
+class Expect:
+    """A record an example must produce: rule, applicability ("report" for findings), reason fragment."""
+
+    rule: str
+    applicability: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Valid:
+    """Code the rule must leave byte-identical, with no Change."""
+
+    id: str
+    code: str
+    files: Mapping[str, str] | None = None  # extra project files; None: the default project
+    options: Mapping[str, object] = field(default_factory=dict)
+    expect: tuple[Expect, ...] = ()  # findings it must still report
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Code the rule rewrites (`after`) or reports (`after=None`: must stay byte-identical)."""
+
+    id: str
+    before: str
+    after: str | None
+    expect: tuple[Expect, ...]
+    files: Mapping[str, str] | None = None
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+#: the project every example runs in unless it brings its own `files`
+DEFAULT_PROJECT: Mapping[str, str] = {
+    "pyproject.toml": textwrap.dedent(
+        """\
+        [tool.sessionfix]
+        sync-context = "core.db.get_db_session_ctx"
+        sync-factory = "core.db.get_session"
+        async-context = "core.db.get_async_session"
+        raw-factories = ["init.Session", "core.db.async_session"]
+        """
+    ),
+    "core/__init__.py": "",
+    "core/db.py": textwrap.dedent(
+        """\
+        from contextlib import asynccontextmanager, contextmanager
+
+        from sqlalchemy import create_engine
+        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+        from sqlalchemy.orm import sessionmaker
+
+        _factory = sessionmaker(bind=create_engine("sqlite://"))
+        async_session = async_sessionmaker(create_async_engine("sqlite+aiosqlite://"))
+
+
+        def get_session():
+            return _factory()
+
+
+        @contextmanager
+        def get_db_session_ctx():
+            session = get_session()
+            try:
+                yield session
+                session.commit()
+            except Exception:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+
+        @asynccontextmanager
+        async def get_async_session():
+            async with async_session() as session:
+                try:
+                    yield session
+                    await session.commit()
+                except Exception:
+                    await session.rollback()
+                    raise
+        """
+    ),
+}
+
+
+# -- shared analysis used by several rules -------------------------------------------------
+
+_LOGGER_FACTORIES = frozenset(
+    {"logging.getLogger", "structlog.get_logger", "structlog.getLogger", "loguru.logger"}
+)
+_LOGGING_MODULE_CALLS = frozenset(
+    f"logging.{level}" for level in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")
+)
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Where the replacement name comes from at one call site."""
+
+    local_name: str
+    module: str
+    name: str
+    #: insert `from module import name` after this statement (a function-local import of the raw
+    #: factory); None means at module level through AddImportsVisitor; `needed=False`: reuse
+    anchor: cst.SimpleStatementLine | None = None
+    needed: bool = True
+
+
+class BindingMixin:
+    """Answers "what is this name bound to here?" for rules (needs Scope/QualifiedName/Parent)."""
+
+    def import_target(self: Rule, assignment: object) -> str | None:  # type: ignore[misc]
+        """Dotted name an import assignment binds, e.g. 'core.db.get_session'."""
+        node = getattr(assignment, "node", None)
+        name = getattr(assignment, "name", None)
+        if isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar):
+            module = resolve_relative(
+                len(node.relative), _dotted_name(node.module) if node.module else None, self.package
+            )
+            for alias in node.names:
+                local = alias.evaluated_alias or alias.evaluated_name
+                if local == name and module:
+                    return f"{module}.{alias.evaluated_name}"
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                if (alias.evaluated_alias or alias.evaluated_name.split(".")[0]) == name:
+                    return alias.evaluated_name if alias.evaluated_alias else name
+        return None
+
+    def is_log_call(self: Rule, call: cst.Call) -> bool:  # type: ignore[misc]
+        """print(), logging.x(), or a method of a module-level logger: none can touch a session."""
+        names = {q.name for q in self.get_metadata(QualifiedNameProvider, call.func, set())}
+        if names and (names <= {"builtins.print"} or names <= _LOGGING_MODULE_CALLS):
+            return True
+        if not (isinstance(call.func, cst.Attribute) and isinstance(call.func.value, cst.Name)):
+            return False
+        receiver = call.func.value
+        scope = self.get_metadata(ScopeProvider, call, None)
+        if scope is None:
+            return False
+        assignments = list(scope[receiver.value])
+        if not assignments:
+            return False
+        for assignment in assignments:
+            target = self.import_target(assignment)
+            if target is not None:
+                if target not in _LOGGER_FACTORIES:
+                    return False
+                continue
+            node = getattr(assignment, "node", None)
+            parent = self.get_metadata(ParentNodeProvider, node, None) if node is not None else None
+            grand = self.get_metadata(ParentNodeProvider, parent, None) if parent is not None else None
+            if not (isinstance(parent, cst.AssignTarget) and isinstance(grand, cst.Assign)):
+                return False
+            value = grand.value
+            if not isinstance(value, cst.Call):
+                return False
+            made_by = {self.absolute(q.name) for q in self.get_metadata(QualifiedNameProvider, value.func, set())}
+            if not made_by or not made_by <= _LOGGER_FACTORIES:
+                return False
+        return True
+
+    def plan_import(self: Rule, site: cst.CSTNode, raw_func: cst.BaseExpression, helper: str) -> ImportPlan | str:  # type: ignore[misc]
+        """How `helper` becomes visible at `site`, or why it cannot (a one-line reason)."""
+        module, _, name = helper.rpartition(".")
+        scope = self.get_metadata(ScopeProvider, site, None)
+        if scope is None:
+            return "cannot determine the scope of this call"
+        wanted = self.project.canonical(helper)
+        visible = list(scope[name])
+        if visible:
+            targets = {self.import_target(a) for a in visible}
+            if None not in targets and {self.project.canonical(t) for t in targets if t} == {wanted}:
+                return ImportPlan(name, module, name, needed=False)
+            return f"the name '{name}' is already bound to something else here; import {helper} by hand"
+        anchor: cst.SimpleStatementLine | None = None
+        base = raw_func
+        while isinstance(base, cst.Attribute):
+            base = base.value
+        if isinstance(base, cst.Name):
+            for assignment in scope[base.value]:
+                node = getattr(assignment, "node", None)
+                if isinstance(node, (cst.Import, cst.ImportFrom)) and not isinstance(
+                    getattr(assignment, "scope", None), cst.metadata.GlobalScope
+                ):
+                    parent = self.get_metadata(ParentNodeProvider, node, None)
+                    if isinstance(parent, cst.SimpleStatementLine):
+                        anchor = parent
+        return ImportPlan(name, module, name, anchor=anchor)
+
+
+def _dotted_name(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = _dotted_name(node.value)
+        return f"{base}.{node.attr.value}" if base else None
+    return None
+
+
+def import_line(module: str, name: str) -> cst.SimpleStatementLine:
+    return cst.SimpleStatementLine(
+        body=[cst.ImportFrom(module=cst.parse_expression(module), names=[cst.ImportAlias(cst.Name(name))])]  # type: ignore[arg-type]
+    )
+
+
+def helper_semantics(project: ProjectIndex, helper: str) -> HelperSemantics:
+    """Read from the helper's code when sessionfix.semantics can; else the documented assumption."""
+    try:
+        from sessionfix.semantics import analyse_helper
+    except ImportError:  # pragma: no cover - until the analysis lands
+        assumed = Fact(True, "assumed: the configured helper commits, rolls back and closes")
+        return HelperSemantics(helper, "assumed", assumed, assumed, assumed)
+    return analyse_helper(project, helper)
+
+
+@functools.lru_cache(maxsize=32)
+def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
+    return ProjectIndex(root, declared=declared_dependencies(pyproject))
+
+
+class Rule(BindingMixin, VisitorBasedCodemodCommand):
+    """Shared options and record keeping; subclasses hold one rule each."""
+
+    CODE: ClassVar[str]
+    NAME: ClassVar[str]
+    SUMMARY: ClassVar[str]
+    APPLICABILITIES: ClassVar[tuple[Applicability, ...]]
+    VALID: ClassVar[Sequence[Valid]] = ()
+    INVALID: ClassVar[Sequence[Invalid]] = ()
+
+    METADATA_DEPENDENCIES = (PositionProvider, ScopeProvider, QualifiedNameProvider, ParentNodeProvider)
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "SUMMARY" in cls.__dict__:
+            cls.DESCRIPTION = cls.SUMMARY
+
+    def __init__(
+        self,
+        context: CodemodContext,
+        sync_context: str | None = None,
+        sync_factory: str | None = None,
+        async_context: str | None = None,
+        raw_factories: Sequence[str] | None = None,
+        unsafe: bool = False,
+        *,
+        settings: Settings | None = None,
+        project: ProjectIndex | None = None,
+    ) -> None:
+        self._given = dict(
+            sync_context=sync_context,
+            sync_factory=sync_factory,
+            async_context=async_context,
+            raw_factories=tuple(raw_factories or ()),
+            unsafe=unsafe or None,
+        )
+        self._settings = settings
+        self._project = project
+        self.records: list[Change | Finding] = []
+        self._raw: frozenset[str] | None = None
+        super().__init__(context)
+
+    # -- options, for `python -m libcst.tool codemod` -------------------------------------
+
+    @staticmethod
+    def add_args(arg_parser: argparse.ArgumentParser) -> None:
+        arg_parser.add_argument("--sync-context", dest="sync_context", default=None,
+                                help="dotted name of the sync context-manager helper (default: from pyproject)")
+        arg_parser.add_argument("--sync-factory", dest="sync_factory", default=None,
+                                help="dotted name of the plain session factory (default: from pyproject)")
+        arg_parser.add_argument("--async-context", dest="async_context", default=None,
+                                help="dotted name of the async context-manager helper (default: from pyproject)")
+        arg_parser.add_argument("--raw-factories", dest="raw_factories", nargs="*", default=None,
+                                help="dotted names of raw factories to replace (default: from pyproject)")
+        arg_parser.add_argument("--unsafe", dest="unsafe", action="store_true",
+                                help="also apply fixes that change behaviour (default: off)")
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            base = load_config(Path(self.context.filename or ".")).settings
+            self._settings = base.with_overrides(**self._given)
+        return self._settings
+
+    @property
+    def project(self) -> ProjectIndex:
+        if self._project is None:
+            config = load_config(Path(self.context.filename or "."))
+            self._project = _project_for_root(config.root, config.pyproject)
+        return self._project
+
+    # -- locations and records ------------------------------------------------------------
+
+    @property
+    def display_path(self) -> str:
+        filename = self.context.filename
+        return self.project.display(Path(filename)) if filename else "<string>"
+
+    def location(self, node: cst.CSTNode) -> Location:
+        position = self.get_metadata(PositionProvider, node).start
+        return Location(self.display_path, position.line, position.column + 1)
+
+    def change(self, node: cst.CSTNode, applicability: Applicability, reason: str) -> None:
+        self.records.append(Change(self.CODE, self.location(node), applicability, reason))
+
+    def finding(self, node: cst.CSTNode, message: str, *, category: str = "",
+                fix: Applicability | None = None) -> None:
+        self.records.append(Finding(self.CODE, self.location(node), message, category, fix))
+
+    # -- what names mean ------------------------------------------------------------------
+
+    @property
+    def package(self) -> str:
+        filename = self.context.filename
+        if self.context.full_package_name is not None and self.context.full_module_name:
+            return self.context.full_package_name
+        return self.project.module_name_for(Path(filename))[1] if filename else ""
+
+    def absolute(self, qualified: str) -> str:
+        """Turn a QualifiedNameProvider name (maybe relative: '.db.x') into an absolute one."""
+        if not qualified.startswith("."):
+            return qualified
+        level = len(qualified) - len(qualified.lstrip("."))
+        rest = qualified[level:]
+        return resolve_relative(level, rest or None, self.package) or qualified
+
+    def canonical_names(self, node: cst.CSTNode) -> set[str]:
+        """Every dotted name `node` may stand for, followed to where it is defined."""
+        names: set[QualifiedName] = self.get_metadata(QualifiedNameProvider, node, set())
+        return {self.project.canonical(self.absolute(q.name)) for q in names}
+
+    @property
+    def raw_factories(self) -> frozenset[str]:
+        if self._raw is None:
+            self._raw = frozenset(self.project.canonical(name) for name in self.settings.raw_factories)
+        return self._raw
+
+    def is_raw_factory(self, func: cst.BaseExpression) -> bool:
+        names = self.canonical_names(func)
+        return bool(names) and names <= self.raw_factories
+
+    def helper_semantics(self, helper: str) -> HelperSemantics:
+        """What `helper` does at the end of its block (see sessionfix.semantics)."""
+        return helper_semantics(self.project, helper)
+
+    @classmethod
+    def docs(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")

@@ -1,0 +1,113 @@
+"""The per-file pipeline: parse -> rules in order -> verify. A pure function of its inputs,
+so files can be processed independently (and, later, in parallel)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import libcst as cst
+from libcst.codemod import CodemodContext, SkipFile
+
+from sessionfix.config import Settings
+from sessionfix.index import ProjectIndex
+from sessionfix.model import Change, FileResult, Finding, Location
+from sessionfix.registry import RULES
+from sessionfix.rule import Rule
+from sessionfix.source import SourceError, parse, verify_rewrite
+
+
+class LineMap:
+    """Maps line numbers of an intermediate rewrite back to the original file."""
+
+    def __init__(self, original: str, current: str) -> None:
+        self.identity = original == current
+        if not self.identity:
+            matcher = difflib.SequenceMatcher(None, original.splitlines(), current.splitlines(), autojunk=False)
+            self.opcodes = matcher.get_opcodes()
+            self.original_count = len(original.splitlines())
+
+    def __call__(self, line: int) -> int:
+        if self.identity:
+            return line
+        index = line - 1
+        for tag, i1, i2, j1, j2 in self.opcodes:
+            if j1 <= index < j2:
+                if tag == "equal":
+                    return i1 + (index - j1) + 1
+                return min(i1 + (index - j1), max(i2 - 1, i1)) + 1
+        return max(1, self.original_count)
+
+
+def _remap(record: Change | Finding, lines: LineMap) -> Change | Finding:
+    location = record.location
+    return replace(record, location=Location(location.path, lines(location.line), location.column))
+
+
+@dataclass(frozen=True)
+class Job:
+    path: Path
+    display: str
+
+
+def process_source(
+    raw: bytes,
+    job: Job,
+    project: ProjectIndex,
+    settings: Settings,
+    rules: Sequence[type[Rule]] = RULES,
+) -> FileResult:
+    result = FileResult(job.path, job.display, raw)
+    try:
+        tree = parse(raw)
+    except SourceError as exc:
+        result.error = f"{job.display}:{exc.line}: {exc.message}; file skipped"
+        return result
+    module_name, package = project.module_name_for(job.path)
+    original_code = tree.code
+    current = tree
+    for rule_class in rules:
+        context = CodemodContext(
+            filename=str(job.path),
+            full_module_name=module_name or None,
+            full_package_name=package if module_name else None,
+        )
+        rule = rule_class(context, settings=settings, project=project)
+        try:
+            rewritten = rule.transform_module(current)
+        except SkipFile:
+            continue
+        except Exception as exc:  # a bug in a rule must not cost the user their file
+            result.error = (f"{job.display}: internal error in {rule_class.CODE} "
+                            f"({type(exc).__name__}: {exc}); file left unchanged")
+            result.changes, result.findings = [], []
+            return result
+        lines = LineMap(original_code, current.code)
+        for record in rule.records:
+            mapped = _remap(record, lines)
+            (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
+        current = rewritten
+    new = current.bytes
+    if new != raw:
+        problem = verify_rewrite(raw, new, str(job.path))
+        if problem is not None:
+            result.error = f"{job.display}: internal error: {problem}; file left unchanged"
+            result.changes = []
+            return result
+        result.new_source = new
+    result.changes.sort(key=lambda c: (c.location, c.rule))
+    result.findings.sort(key=lambda f: (f.location, f.rule))
+    return result
+
+
+def process_file(job: Job, project: ProjectIndex, settings: Settings,
+                 rules: Sequence[type[Rule]] = RULES) -> FileResult:
+    try:
+        raw = job.path.read_bytes()
+    except OSError as exc:
+        result = FileResult(job.path, job.display, b"")
+        result.error = f"{job.display}: cannot read ({exc.strerror}); file skipped"
+        return result
+    return process_source(raw, job, project, settings, rules)
