@@ -101,5 +101,77 @@ class BareRawFactory(Rule):
         lines += [import_line(p.module, p.name) for p in {(p.module, p.name): p for p in extra}.values()]
         return cst.FlattenSentinel(lines)
 
-    VALID = []
-    INVALID = []
+    INVALID = [
+        Invalid(
+            id="bare-call",
+            before="""\
+                from init import Session
+
+
+                def load(key):
+                    session = Session()
+                    try:
+                        return session.get(int, key)
+                    finally:
+                        session.close()
+                """,
+            after="""\
+                from core.db import get_session
+
+
+                def load(key):
+                    session = get_session()
+                    try:
+                        return session.get(int, key)
+                    finally:
+                        session.close()
+                """,
+            expect=(Expect("SF003", "safe", "both return a new session"), Expect("SF001", "safe", "")),
+        ),
+        Invalid(
+            id="arguments-are-reported",
+            before="""\
+                from init import Session
+
+
+                def tenant(engine):
+                    return Session(bind=engine)
+                """,
+            after=None,
+            expect=(Expect("SF003", "report", "called with arguments"), Expect("SF001", "report", "")),
+        ),
+        Invalid(
+            id="async-factory-is-reported",
+            before="""\
+                from core.db import async_session
+
+
+                async def load():
+                    return async_session()
+                """,
+            after=None,
+            expect=(Expect("SF003", "report", "makes an AsyncSession"),),
+        ),
+    ]
+    VALID = [
+        Valid(
+            id="already-the-factory",
+            code="""\
+                from core.db import get_session
+
+
+                def load():
+                    return get_session()
+                """,
+        ),
+        Valid(
+            id="requests-session",
+            code="""\
+                from requests import Session
+
+
+                def client():
+                    return Session()
+                """,
+        ),
+    ]

@@ -82,5 +82,54 @@ class MissingImport(Rule):
                 where = self.project.display(found.module.path) if found.module and found.module.path else module
                 self.finding(alias, f"{where} defines no {alias.evaluated_name}", category="missing-import")
 
-    VALID = []
-    INVALID = []
+    INVALID = [
+        Invalid(
+            id="module-missing",
+            before="""\
+                import legacy_settings
+                """,
+            after=None,
+            expect=(Expect("SF000", "report", "module legacy_settings is neither"),),
+        ),
+        Invalid(
+            id="name-missing",
+            before="""\
+                from core.db import get_engine
+                """,
+            after=None,
+            expect=(Expect("SF000", "report", "core/db.py defines no get_engine"),),
+        ),
+        Invalid(
+            id="package-shadows-module",
+            before="""\
+                from db import get_session
+                """,
+            after=None,
+            expect=(Expect("SF000", "report", "db/__init__.py defines no get_session"),),
+            files={
+                "pyproject.toml": "[tool.sessionfix]\n",
+                "db/__init__.py": "from .engine import engine\n",
+                "db/engine.py": "engine = None\n",
+                "db.py": "def get_session():\n    return None\n",
+            },
+        ),
+    ]
+    VALID = [
+        Valid(
+            id="guarded-import",
+            code="""\
+                try:
+                    import ujson as json
+                except ImportError:
+                    import json
+                """,
+        ),
+        Valid(
+            id="installed-and-project-modules",
+            code="""\
+                import os.path
+                from core.db import get_session
+                from sqlalchemy.orm import Session
+                """,
+        ),
+    ]

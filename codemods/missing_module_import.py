@@ -69,5 +69,74 @@ class MissingModuleImport(Rule):
             RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
             self.change(alias, SAFE, f"{module} does not exist and nothing uses {local} any more")
 
-    VALID = []
-    INVALID = []
+    INVALID = [
+        Invalid(
+            id="dead-import-goes",
+            before="""\
+                from init import Session
+                from core.db import get_session
+
+
+                def load():
+                    session = Session()
+                    return session
+                """,
+            after="""\
+                from core.db import get_session
+
+
+                def load():
+                    session = get_session()
+                    return session
+                """,
+            expect=(Expect("SF001", "safe", "init does not exist"), Expect("SF003", "safe", "")),
+        ),
+        Invalid(
+            id="other-names-stay",
+            before="""\
+                from init import Session, engine
+
+
+                def load():
+                    return Session(), engine
+                """,
+            after="""\
+                from init import engine
+                from core.db import get_session
+
+
+                def load():
+                    return get_session(), engine
+                """,
+            expect=(Expect("SF001", "safe", "nothing uses Session"), Expect("SF003", "safe", "")),
+        ),
+        Invalid(
+            id="remaining-use-keeps-import",
+            before="""\
+                from init import Session
+
+
+                def is_session(value):
+                    return isinstance(value, Session)
+                """,
+            after=None,
+            expect=(Expect("SF001", "report", "no rule rewrote this use"),),
+        ),
+    ]
+    VALID = [
+        Valid(
+            id="init-module-exists",
+            code="""\
+                from init import Session
+
+
+                def load():
+                    with Session() as session:
+                        return session
+                """,
+            files={
+                "pyproject.toml": "[tool.sessionfix]\n",
+                "init.py": "from sqlalchemy.orm import sessionmaker\n\nSession = sessionmaker()\n",
+            },
+        ),
+    ]

@@ -164,5 +164,321 @@ class WithRawFactory(Rule):
             return updated_node
         return updated_node.with_changes(body=[cst.SimpleStatementLine(body=[cst.Pass()])])
 
-    VALID = []
-    INVALID = []
+    INVALID = [
+        Invalid(
+            id="commit-at-end",
+            before="""\
+                from init import Session
+
+
+                def notify(text):
+                    with Session() as session:
+                        session.add(text)
+                        session.commit()
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def notify(text):
+                    with get_db_session_ctx() as session:
+                        session.add(text)
+                """,
+            expect=(
+                Expect("SF002", "safe", "ends with commit/rollback"),
+                Expect("SF002", "safe", "removed session.commit()"),
+                Expect("SF001", "safe", "init does not exist"),
+            ),
+        ),
+        Invalid(
+            id="swallowing-except-keeps-commit-and-rollback",
+            before="""\
+                import logging
+
+                from init import Session
+
+                logger = logging.getLogger(__name__)
+
+
+                def monthly(work):
+                    with Session() as session:
+                        try:
+                            session.add(work)
+                            session.commit()
+                        except Exception as e:
+                            session.rollback()
+                            logger.error(f"Error: {e}")
+                """,
+            after="""\
+                import logging
+                from core.db import get_db_session_ctx
+
+                logger = logging.getLogger(__name__)
+
+
+                def monthly(work):
+                    with get_db_session_ctx() as session:
+                        try:
+                            session.add(work)
+                            session.commit()
+                        except Exception as e:
+                            session.rollback()
+                            logger.error(f"Error: {e}")
+                """,
+            expect=(
+                Expect("SF002", "safe", "ends with commit/rollback"),
+                Expect("SF001", "safe", "init does not exist"),
+            ),
+        ),
+        Invalid(
+            id="reraising-except-goes",
+            before="""\
+                from init import Session
+
+
+                def strict(work):
+                    with Session() as session:
+                        try:
+                            session.add(work)
+                            session.commit()
+                        except Exception:
+                            session.rollback()
+                            raise
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def strict(work):
+                    with get_db_session_ctx() as session:
+                        session.add(work)
+                """,
+            expect=(
+                Expect("SF002", "safe", "ends with commit/rollback"),
+                Expect("SF002", "safe", "removed session.rollback()"),
+                Expect("SF002", "safe", "only re-raised"),
+                Expect("SF002", "safe", "removed session.commit()"),
+                Expect("SF001", "safe", "init does not exist"),
+            ),
+        ),
+        Invalid(
+            id="commit-in-loop-kept",
+            before="""\
+                from init import Session
+
+
+                def import_rows(rows):
+                    with Session() as session:
+                        for row in rows:
+                            session.add(row)
+                            session.commit()
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def import_rows(rows):
+                    with get_db_session_ctx() as session:
+                        for row in rows:
+                            session.add(row)
+                            session.commit()
+                """,
+            expect=(Expect("SF002", "safe", "ends with commit/rollback"), Expect("SF001", "safe", "")),
+        ),
+        Invalid(
+            id="commit-followed-by-logging-kept",
+            before="""\
+                import logging
+
+                from init import Session
+
+                log = logging.getLogger(__name__)
+
+
+                def save(item):
+                    with Session() as session:
+                        session.add(item)
+                        session.commit()
+                        log.info("saved")
+                """,
+            after="""\
+                import logging
+                from core.db import get_db_session_ctx
+
+                log = logging.getLogger(__name__)
+
+
+                def save(item):
+                    with get_db_session_ctx() as session:
+                        session.add(item)
+                        session.commit()
+                        log.info("saved")
+                """,
+            expect=(Expect("SF002", "safe", "ends with commit/rollback"), Expect("SF001", "safe", "")),
+        ),
+        Invalid(
+            id="writes-without-commit-is-unsafe",
+            before="""\
+                from init import Session
+
+
+                def draft(item):
+                    with Session() as session:
+                        session.add(item)
+                """,
+            after=None,
+            expect=(
+                Expect("SF002", "report", "would commit it on exit"),
+                Expect("SF001", "report", "still used"),
+            ),
+        ),
+        Invalid(
+            id="writes-without-commit-with-unsafe",
+            before="""\
+                from init import Session
+
+
+                def draft(item):
+                    with Session() as session:
+                        session.add(item)
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def draft(item):
+                    with get_db_session_ctx() as session:
+                        session.add(item)
+                """,
+            expect=(Expect("SF002", "unsafe", "would commit it on exit"), Expect("SF001", "safe", "")),
+            options={"unsafe": True},
+        ),
+        Invalid(
+            id="returned-objects-would-expire",
+            before="""\
+                from init import Session
+
+
+                def users(model):
+                    with Session() as session:
+                        return session.query(model).all()
+                """,
+            after=None,
+            expect=(Expect("SF002", "report", "expire loaded objects"), Expect("SF001", "report", "")),
+        ),
+        Invalid(
+            id="local-import-in-except-stays-local",
+            before="""\
+                def run(job):
+                    try:
+                        job()
+                    except Exception:
+                        from init import Session
+                        with Session() as session:
+                            session.add(job)
+                            session.commit()
+                        raise
+                """,
+            after="""\
+                def run(job):
+                    try:
+                        job()
+                    except Exception:
+                        from core.db import get_db_session_ctx
+                        with get_db_session_ctx() as session:
+                            session.add(job)
+                        raise
+                """,
+            expect=(
+                Expect("SF002", "safe", "ends with commit/rollback"),
+                Expect("SF002", "safe", "removed session.commit()"),
+                Expect("SF001", "safe", "init does not exist"),
+            ),
+        ),
+        Invalid(
+            id="arguments-are-reported",
+            before="""\
+                from init import Session
+
+
+                def tenant(engine):
+                    with Session(bind=engine) as session:
+                        session.commit()
+                """,
+            after=None,
+            expect=(Expect("SF002", "report", "called with arguments"), Expect("SF001", "report", "")),
+        ),
+    ]
+    VALID = [
+        Valid(
+            id="type-hint-only",
+            code="""\
+                from sqlalchemy.orm import Session
+
+
+                def handler(session: Session) -> int:
+                    return session.query(int).count()
+                """,
+        ),
+        Valid(
+            id="requests-session",
+            code="""\
+                import requests
+
+
+                def fetch(url):
+                    with requests.Session() as session:
+                        return session.get(url)
+                """,
+        ),
+        Valid(
+            id="parameter-shadows-factory",
+            code="""\
+                def run(Session):
+                    with Session() as session:
+                        session.add(1)
+                """,
+        ),
+        Valid(
+            id="sessionmaker-begin-already-commits",
+            code="""\
+                from db import Session
+
+
+                def save(item):
+                    with Session.begin() as session:
+                        session.add(item)
+                """,
+            files={
+                "pyproject.toml": """\
+                    [tool.sessionfix]
+                    sync-context = "db.get_ctx"
+                    raw-factories = ["db.Session"]
+                    """,
+                "db.py": """\
+                    from contextlib import contextmanager
+
+                    from sqlalchemy.orm import sessionmaker
+
+                    Session = sessionmaker()
+
+
+                    @contextmanager
+                    def get_ctx():
+                        with Session.begin() as s:
+                            yield s
+                    """,
+            },
+        ),
+        Valid(
+            id="already-the-helper",
+            code="""\
+                from core.db import get_db_session_ctx
+
+
+                def save(item):
+                    with get_db_session_ctx() as session:
+                        session.add(item)
+                """,
+        ),
+    ]
