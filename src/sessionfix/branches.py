@@ -107,7 +107,8 @@ def _changed_by_path(results: Sequence[FileResult], repo_root: Path) -> dict[str
         try:
             relative = path.relative_to(root).as_posix()
         except ValueError:
-            raise BranchError(f"{result.display_path}: outside the repository {root}; {_NOTHING_CREATED}") from None
+            where = f"{result.display_path}: outside the repository {root}"
+            raise BranchError(f"{where}; {_NOTHING_CREATED}") from None
         if relative in changed:
             raise BranchError(f"{result.display_path}: given twice; {_NOTHING_CREATED}")
         changed[relative] = result
@@ -379,7 +380,8 @@ def _check_existing(
     busy = sorted(set(differing) & _checked_out(repo))
     if busy:
         raise BranchError(
-            f"branch {', '.join(busy)} is checked out and would change; switch away from it first; {_NOTHING_CREATED}"
+            f"branch {', '.join(busy)} is checked out and would change; "
+            f"switch away from it first; {_NOTHING_CREATED}"
         )
     if not force:
         raise BranchError(
