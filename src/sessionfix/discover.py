@@ -42,7 +42,7 @@ def _walk(directory: Path) -> Iterator[Path]:
 
 def discover(paths: Sequence[Path], root: Path, exclude: Iterable[str] = ()) -> list[Path]:
     """Files to process, sorted, deduplicated, as absolute paths."""
-    spec = pathspec.PathSpec.from_lines("gitwildmatch", list(exclude))
+    spec = pathspec.GitIgnoreSpec.from_lines(list(exclude))
     found: dict[Path, None] = {}
     for given in paths:
         if not given.exists():

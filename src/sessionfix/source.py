@@ -6,6 +6,7 @@ module's `.bytes` round-trips exactly; this module adds the checks and the atomi
 
 from __future__ import annotations
 
+import ast
 import os
 import tempfile
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ def parse(raw: bytes) -> cst.Module:
     try:
         return cst.parse_module(raw)
     except cst.ParserSyntaxError as exc:
+        # CPython's own parser pins the error more precisely when it can read the file.
+        try:
+            compile(raw, "<file>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+        except SyntaxError as py:
+            raise SourceError(f"syntax error: {py.msg}", py.lineno or 1, py.offset or 1) from None
+        except (ValueError, UnicodeDecodeError):
+            pass
         message = exc.message.removeprefix("parser error: ")
         raise SourceError(f"syntax error: {message}", exc.raw_line, exc.raw_column + 1) from None
     except (UnicodeDecodeError, LookupError, SyntaxError, ValueError) as exc:
