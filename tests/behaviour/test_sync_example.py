@@ -5,6 +5,9 @@ manager only closes): the behaviour the teams relied on while init.py existed, a
 the rewrite must preserve. "After" is a copy that `sessionfix fix` has rewritten; the shim stays on
 the path there too, because a site the fix leaves alone may still import it. Every scenario runs in
 both and must leave the same rows, raise the same exception and return the same value.
+
+A third copy gets `fix --unsafe`, which also hands the blocks the safe fix declines to the helper:
+there only the never-committed write of preview_balance_change may now persist.
 """
 
 from __future__ import annotations
@@ -211,13 +214,23 @@ SCENARIOS: list[dict[str, Any]] = [
     },
 ]
 
-FIXED_FILES = [
-    "background/legacy_processor.py",
-    "background/mlm_scheduler.py",
-    "sync_system/config_importer.py",
-    "sync_system/sync_engine.py",
-]
-#: files with no site to repair: must keep their bytes
+#: each `with Session() as session:` site, by file and function, and what `fix` must do with it
+SAFE_SITES = {
+    "background/legacy_processor.py": ["notify_user", "migrate_legacy_users"],
+    "background/mlm_scheduler.py": ["run_monthly_bonus", "register_referral", "close_month"],
+    "sync_system/config_importer.py": ["import_config"],
+    "sync_system/webhook_handler.py": ["handle_webhook"],
+}
+#: a block that writes and never commits: only `--unsafe` hands it to the helper
+UNSAFE_SITES = {"sync_system/webhook_handler.py": ["preview_balance_change"]}
+#: a block that only reads and never commits: either answer is defensible, so only `--unsafe` is pinned
+READ_ONLY_SITES = {"sync_system/webhook_handler.py": ["export_table"]}
+#: what `--unsafe` is allowed to change, per scenario: the rows the helper's commit now keeps
+UNSAFE_ROW_CHANGES = {
+    "preview-writes-but-never-commits": {"users": [[1, "alice@example.com", "Alice", 70], USER_ROWS[1]]},
+}
+FIX_FLAGS = {"safe": [], "unsafe": ["--unsafe"]}
+#: files with no site to repair: they must keep their bytes
 UNTOUCHED_FILES = [
     "handlers/__init__.py",
     "handlers/profile.py",
@@ -275,25 +288,42 @@ def before(workspace: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def after(workspace: Path) -> dict[str, Any]:
-    """A copy rewritten by `sessionfix fix`, what the fix printed, and the scenario results."""
-    project = _copy_project(workspace / "after")
-    fix = subprocess.run(
-        [sys.executable, "-m", "sessionfix", "fix", str(project)],
-        capture_output=True,
-        text=True,
-        env=_sessionfix_env(),
-        cwd=workspace,
-        timeout=120,
-    )
-    output = f"sessionfix fix exited {fix.returncode}:\n{fix.stdout}\n{fix.stderr}"
-    # 1 means findings remain for a human; a crash also exits 1, but with a traceback
-    assert fix.returncode in (0, 1) and "Traceback (most recent call last)" not in fix.stderr, output
-    return {
-        "project": project,
-        "fix": fix,
-        "results": _run_scenarios(project, workspace / "shim", workspace / "after_db"),
+def fixed(workspace: Path) -> dict[str, dict[str, Any]]:
+    """Two copies rewritten concurrently, by `sessionfix fix` and by `sessionfix fix --unsafe`."""
+    projects = {mode: _copy_project(workspace / mode) for mode in FIX_FLAGS}
+    processes = {
+        mode: subprocess.Popen(
+            [sys.executable, "-m", "sessionfix", "fix", *flags, str(projects[mode])],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_sessionfix_env(),
+            cwd=workspace,
+        )
+        for mode, flags in FIX_FLAGS.items()
     }
+    runs = {}
+    for mode, process in processes.items():
+        stdout, stderr = process.communicate(timeout=300)
+        output = f"sessionfix fix {' '.join(FIX_FLAGS[mode])} exited {process.returncode}:\n{stdout}\n{stderr}"
+        # 1 means findings remain for a human; a crash also exits 1, but with a traceback
+        assert process.returncode in (0, 1) and "Traceback (most recent call last)" not in stderr, output
+        runs[mode] = {
+            "project": projects[mode],
+            "output": output,
+            "results": _run_scenarios(projects[mode], workspace / "shim", workspace / f"{mode}_db"),
+        }
+    return runs
+
+
+@pytest.fixture(scope="module")
+def after(fixed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return fixed["safe"]
+
+
+@pytest.fixture(scope="module")
+def after_unsafe(fixed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return fixed["unsafe"]
 
 
 def _init_imports(tree: ast.AST) -> list[ast.ImportFrom]:
@@ -306,6 +336,20 @@ def _parse(path: Path) -> ast.Module:
 
 def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
     return next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == name)
+
+
+def _uses_helper(project: Path, relative: str, function: str) -> bool:
+    """Every `with` in the function enters get_db_session_ctx(), and no init import is left there."""
+    node = _function(_parse(project / relative), function)
+    contexts = [item.context_expr for w in ast.walk(node) if isinstance(w, ast.With) for item in w.items]
+    return bool(contexts) and not _init_imports(node) and all(
+        isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "get_db_session_ctx"
+        for c in contexts
+    )
+
+
+def _sites(table: dict[str, list[str]]) -> list[tuple[str, str]]:
+    return [(relative, function) for relative, functions in table.items() for function in functions]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario["id"] for scenario in SCENARIOS])
@@ -329,30 +373,58 @@ def test_fix_preserves_behaviour(before: dict[str, Any], after: dict[str, Any], 
     assert result["rows"] == reference["rows"]
 
 
-def test_fix_rewrote_the_broken_imports(after: dict[str, Any]) -> None:
-    """The fix really ran: no comparison above can pass on an unchanged copy."""
+@pytest.mark.parametrize(("relative", "function"), _sites(SAFE_SITES))
+def test_fix_rewrote_safe_site(after: dict[str, Any], relative: str, function: str) -> None:
+    """The fix really ran here, so the comparison above is not between two copies of the same code.
+
+    migrate_legacy_users and import_config are per-row commit loops: every path out of the block
+    ends in commit() or rollback() and nothing loaded escapes it, so the helper's commit on exit
+    has nothing to do. The issue lists them as "commit inside a loop: keep", i.e. a safe rewrite.
+    """
+    expected = f"{relative}: {function} should enter get_db_session_ctx() after a safe fix"
+    assert _uses_helper(after["project"], relative, function), f"{expected}\n{after['output']}"
+
+
+def test_fix_removed_dead_init_imports(after: dict[str, Any]) -> None:
     project: Path = after["project"]
-    for relative in FIXED_FILES:
-        assert _init_imports(_parse(project / relative)) == [], (relative, after["fix"].stdout)
-    legacy = _parse(project / "background/legacy_processor.py")
-    contexts = [item.context_expr for node in ast.walk(legacy) if isinstance(node, ast.With) for item in node.items]
-    assert contexts and all(
-        isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "get_db_session_ctx"
-        for c in contexts
-    ), ast.unparse(legacy)
-    webhook = _parse(project / "sync_system/webhook_handler.py")
-    assert _init_imports(_function(webhook, "handle_webhook")) == []
+    for relative in ("background/mlm_scheduler.py", "sync_system/sync_engine.py"):
+        assert _init_imports(_parse(project / relative)) == [], relative
+    engine = _function(_parse(project / "sync_system/sync_engine.py"), "export_to_json")
+    calls = [node.func for node in ast.walk(engine) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+    assert "get_session" in [func.id for func in calls]
 
 
-def test_unsafe_site_left_alone_by_safe_fix(before: dict[str, Any], after: dict[str, Any]) -> None:
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[scenario["id"] for scenario in SCENARIOS])
+def test_unsafe_fix_changes_only_what_it_calls_unsafe(
+    before: dict[str, Any], after_unsafe: dict[str, Any], scenario: dict[str, Any]
+) -> None:
+    """`--unsafe` hands every block to the helper; only never-committed writes may now persist."""
+    reference = before["results"][scenario["id"]]
+    result = after_unsafe["results"][scenario["id"]]
+    assert result["exception"] == reference["exception"]
+    assert result["return"] == reference["return"]
+    assert result["rows"] == {**reference["rows"], **UNSAFE_ROW_CHANGES.get(scenario["id"], {})}
+
+
+@pytest.mark.parametrize(
+    ("relative", "function"), _sites(SAFE_SITES) + _sites(UNSAFE_SITES) + _sites(READ_ONLY_SITES)
+)
+def test_unsafe_fix_rewrote_every_site(after_unsafe: dict[str, Any], relative: str, function: str) -> None:
+    assert _uses_helper(after_unsafe["project"], relative, function), after_unsafe["output"]
+    assert _init_imports(_parse(after_unsafe["project"] / relative)) == []
+
+
+@pytest.mark.parametrize(("relative", "function"), _sites(UNSAFE_SITES))
+def test_unsafe_site_left_alone_by_safe_fix(
+    before: dict[str, Any], after: dict[str, Any], relative: str, function: str
+) -> None:
     """A block that writes but never commits keeps its raw session, and so its import."""
-    relative = "sync_system/webhook_handler.py"
     sources = {
         "before": (before["project"] / relative).read_text(encoding="utf-8"),
         "after": (after["project"] / relative).read_text(encoding="utf-8"),
     }
     segments = {
-        name: ast.get_source_segment(source, _function(ast.parse(source), "preview_balance_change"))
+        name: ast.get_source_segment(source, _function(ast.parse(source), function))
         for name, source in sources.items()
     }
     assert segments["after"] == segments["before"]
