@@ -622,3 +622,126 @@ def test_describe_unknown(tmp_path: Path) -> None:
     assert rows[0] == ("kind", "unknown", "-")
     assert {row[1] for row in rows[1:]} == {"unknown"}
     assert "src/db.py defines no missing" in rows[1][2]
+
+
+# -- names are resolved, never read as text ------------------------------------------------------
+
+
+def test_decorator_and_factory_through_module_attributes(tmp_path: Path) -> None:
+    source = """\
+        import contextlib
+
+        import sqlalchemy.orm as orm
+
+        Maker = orm.sessionmaker()
+
+
+        @contextlib.contextmanager
+        def helper():
+            with Maker() as session:
+                try:
+                    yield session
+                except BaseException:
+                    session.rollback()
+                    raise
+                else:
+                    session.commit()
+    """
+    result = analyse(tmp_path, "core.db.helper", **{"core/__init__.py": "", "core/db.py": source})
+    assert result.kind == "contextmanager"
+    assert values(result) == (True, True, True)
+    assert "session.commit() in `else` after the yield" in result.commits_on_exit.evidence
+
+
+def test_a_local_function_named_contextmanager_is_not_contextlibs(tmp_path: Path) -> None:
+    source = """\
+        from sqlalchemy.orm import sessionmaker
+
+        SessionLocal = sessionmaker()
+
+
+        def contextmanager(fn):
+            return fn
+
+
+        @contextmanager
+        def helper():
+            session = SessionLocal()
+            try:
+                yield session
+            finally:
+                session.close()
+    """
+    result = analyse(tmp_path, "core.db.helper", **{"core/__init__.py": "", "core/db.py": source})
+    assert result.kind == "unknown"
+    assert "(core.db.contextmanager) on def helper is not one sessionfix can follow" in result.closes.evidence
+
+
+def test_a_name_bound_twice_is_ambiguous(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        def contextmanager(fn):
+            return fn
+
+        @contextmanager
+        def helper():
+            yield SessionLocal()
+        """,
+    )
+    assert result.kind == "unknown"
+    assert "@contextmanager (unresolved)" in result.closes.evidence
+
+
+def test_a_sessionmaker_lookalike_is_not_a_sessionmaker(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        def sessionmaker_like():
+            return None
+
+        helper = sessionmaker_like()
+        """,
+    )
+    assert result.kind == "unknown"
+
+
+def test_class_whose_enter_returns_itself_is_not_followed(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        class Unit:
+            def __enter__(self):
+                self.session = SessionLocal()
+                return self
+
+            def __exit__(self, exc_type, exc, tb):
+                self.session.close()
+        """,
+        name="Unit",
+    )
+    assert result.kind == "class"
+    assert values(result) == (None, None, None)
+    assert "returns the helper object itself" in result.closes.evidence
+
+
+def test_with_an_object_that_is_not_a_call_is_undecided(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        SHARED = SessionLocal()
+
+        @contextmanager
+        def helper():
+            with SHARED as session:
+                yield session
+        """,
+    )
+    assert values(result) == (None, None, None)
+    assert "cannot tell what SHARED does when its block ends" in result.closes.evidence
+
+
+def test_a_module_is_not_a_helper(tmp_path: Path) -> None:
+    result = analyse(tmp_path, "core.db", **{"core/__init__.py": "", "core/db.py": SEED_000_DB})
+    assert result.kind == "unknown"
+    assert "core.db is a module, not a session helper" in result.closes.evidence
