@@ -745,3 +745,11 @@ def test_a_module_is_not_a_helper(tmp_path: Path) -> None:
     result = analyse(tmp_path, "core.db", **{"core/__init__.py": "", "core/db.py": SEED_000_DB})
     assert result.kind == "unknown"
     assert "core.db is a module, not a session helper" in result.closes.evidence
+
+
+def test_results_are_cached_per_index(tmp_path: Path) -> None:
+    analyse(tmp_path, "src.db.get_session", **{"src/db.py": ASYNC_DB})
+    index = ProjectIndex(tmp_path)
+    first = analyse_helper(index, "src.db.get_session")
+    assert analyse_helper(index, "src.db.get_session") is first
+    assert analyse_helper(ProjectIndex(tmp_path), "src.db.get_session") == first

@@ -14,6 +14,7 @@ asks `analyse_factory_call(index, "pkg.db.X", "begin")`.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -52,14 +53,21 @@ SESSIONS = frozenset({"sqlalchemy.orm.Session", "sqlalchemy.orm.session.Session"
 ASYNC_SESSIONS = frozenset({"sqlalchemy.ext.asyncio.AsyncSession", "sqlalchemy.ext.asyncio.session.AsyncSession"})
 
 _SessionBase = Literal["sync", "async"]
+_ANALYSERS: weakref.WeakKeyDictionary[ProjectIndex, HelperAnalyser] = weakref.WeakKeyDictionary()
 
 
 # -- public API ---------------------------------------------------------------------------------
 
 
 def analyse_helper(index: ProjectIndex, dotted: str) -> HelperSemantics:
-    """Semantics of `with <dotted>() as s:`; `X.begin` means `with X.begin() as s:`."""
-    return HelperAnalyser(index).analyse(dotted)
+    """Semantics of `with <dotted>() as s:`; `X.begin` means `with X.begin() as s:`.
+
+    Results are cached per index (an index is read-only once built), so rules may ask per site.
+    """
+    analyser = _ANALYSERS.get(index)
+    if analyser is None:
+        analyser = _ANALYSERS[index] = HelperAnalyser(index)
+    return analyser.analyse(dotted)
 
 
 def analyse_factory_call(index: ProjectIndex, dotted: str, method: str | None = None) -> HelperSemantics:
