@@ -60,32 +60,6 @@ def session_method(stmt: cst.CSTNode, session: str, *, is_async: bool) -> str | 
     return None
 
 
-def is_inert(expr: cst.BaseExpression | None) -> bool:
-    """An expression that cannot reach the database: no calls, awaits or attribute loads."""
-    if expr is None:
-        return True
-    if isinstance(expr, (cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.Ellipsis)):
-        return True
-    if isinstance(expr, cst.ConcatenatedString):
-        return is_inert(expr.left) and is_inert(expr.right)
-    if isinstance(expr, cst.FormattedString):
-        return all(
-            not isinstance(part, cst.FormattedStringExpression) or is_inert(part.expression)
-            for part in expr.parts
-        )
-    if isinstance(expr, cst.UnaryOperation):
-        return is_inert(expr.expression)
-    if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation)):
-        return is_inert(expr.left) and is_inert(expr.right)
-    if isinstance(expr, cst.Comparison):
-        return is_inert(expr.left) and all(is_inert(c.comparator) for c in expr.comparisons)
-    if isinstance(expr, (cst.Tuple, cst.List, cst.Set)):
-        return all(is_inert(e.value) for e in expr.elements)
-    if isinstance(expr, cst.Lambda):
-        return True  # not executed here
-    return False
-
-
 @dataclass
 class PathAnalysis:
     """Walks a block owned by `session`; `is_log_call` says which calls cannot touch the database."""
@@ -93,6 +67,44 @@ class PathAnalysis:
     session: str | None
     is_async: bool
     is_log_call: Callable[[cst.Call], bool]
+    #: calls that cannot reach the database when their arguments cannot (builtins like enumerate)
+    is_pure_call: Callable[[cst.Call], bool] = lambda call: False
+    #: names bound by `except ... as e`: reading their attributes cannot reach the database
+    exception_names: set[str] = field(default_factory=set)
+
+    def inert(self, expr: cst.BaseExpression | None) -> bool:
+        """An expression that cannot reach the database (no calls into unknown code, no ORM
+        attribute loads)."""
+        if expr is None:
+            return True
+        if isinstance(expr, (cst.Name, cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.Ellipsis)):
+            return True
+        if isinstance(expr, cst.ConcatenatedString):
+            return self.inert(expr.left) and self.inert(expr.right)
+        if isinstance(expr, cst.FormattedString):
+            return all(
+                not isinstance(part, cst.FormattedStringExpression) or self.inert(part.expression)
+                for part in expr.parts
+            )
+        if isinstance(expr, cst.UnaryOperation):
+            return self.inert(expr.expression)
+        if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation)):
+            return self.inert(expr.left) and self.inert(expr.right)
+        if isinstance(expr, cst.Comparison):
+            return self.inert(expr.left) and all(self.inert(c.comparator) for c in expr.comparisons)
+        if isinstance(expr, (cst.Tuple, cst.List, cst.Set)):
+            return all(self.inert(e.value) for e in expr.elements)
+        if isinstance(expr, cst.Subscript):
+            return self.inert(expr.value) and all(
+                isinstance(e.slice, cst.Index) and self.inert(e.slice.value) for e in expr.slice
+            )
+        if isinstance(expr, cst.Attribute):
+            return isinstance(expr.value, cst.Name) and expr.value.value in self.exception_names
+        if isinstance(expr, cst.Call):
+            return self.is_pure_call(expr) and all(self.inert(arg.value) for arg in expr.args)
+        if isinstance(expr, cst.Lambda):
+            return True  # not executed here
+        return False
 
     # -- statements -------------------------------------------------------------------------
 
@@ -104,12 +116,12 @@ class PathAnalysis:
             return (
                 isinstance(value, cst.Call)
                 and self.is_log_call(value)
-                and all(is_inert(arg.value) for arg in value.args)
-            ) or is_inert(value)
+                and all(self.inert(arg.value) for arg in value.args)
+            ) or self.inert(value)
         if isinstance(small, cst.Assign):
-            return all(isinstance(t.target, cst.Name) for t in small.targets) and is_inert(small.value)
+            return all(isinstance(t.target, cst.Name) for t in small.targets) and self.inert(small.value)
         if isinstance(small, (cst.AugAssign, cst.AnnAssign)):
-            return isinstance(small.target, cst.Name) and is_inert(small.value)
+            return isinstance(small.target, cst.Name) and self.inert(small.value)
         if isinstance(small, cst.Del):
             return isinstance(small.target, cst.Name)
         return False
@@ -120,7 +132,7 @@ class PathAnalysis:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
                     if isinstance(small, (cst.Return, cst.Break, cst.Continue, cst.Raise)):
-                        if getattr(small, "value", None) is not None and not is_inert(small.value):  # type: ignore[union-attr]
+                        if getattr(small, "value", None) is not None and not self.inert(small.value):  # type: ignore[union-attr]
                             return stmt
                         continue
                     if not self.neutral(small):
@@ -174,7 +186,7 @@ class PathAnalysis:
         out = Outcome(fall=state)
         for small in line.body:
             if isinstance(small, cst.Return):
-                out.exits.append(out.fall if is_inert(small.value) else line)  # type: ignore[arg-type]
+                out.exits.append(out.fall if self.inert(small.value) else line)  # type: ignore[arg-type]
                 out.fall = _UNREACHABLE
             elif isinstance(small, cst.Raise):
                 out.fall = _UNREACHABLE
@@ -207,7 +219,7 @@ class PathAnalysis:
         return Outcome(fall=fall, exits=body.exits + done.exits, breaks=done.breaks, continues=done.continues)
 
     def touches_expr(self, expr: cst.BaseExpression) -> bool:
-        return not is_inert(expr)
+        return not self.inert(expr)
 
     def try_(self, stmt: cst.Try | cst.TryStar, state: State, loop_depth: int) -> Outcome:
         body = self.block(stmt.body.body, state, loop_depth)
@@ -218,6 +230,8 @@ class PathAnalysis:
         result.breaks = body.breaks + result.breaks
         result.continues = body.continues + result.continues
         for handler in stmt.handlers:
+            if handler.name is not None and isinstance(handler.name.name, cst.Name):
+                self.exception_names.add(handler.name.name.value)
             result = _merge(result, self.block(handler.body.body, entry, loop_depth))
         if stmt.finalbody is not None:
             final_body = stmt.finalbody.body.body
@@ -238,7 +252,7 @@ class PathAnalysis:
             stmt.items[0].item,
             m.Call(func=m.Attribute(value=m.Name(self.session), attr=m.Name("begin")), args=[]),
         )
-        entry = state if all(is_inert(item.item) for item in stmt.items) else stmt
+        entry = state if all(self.inert(item.item) for item in stmt.items) else stmt
         body = self.block(stmt.body.body, entry if not begins else state, loop_depth)  # type: ignore[arg-type]
         if begins:
             # `with s.begin():` commits on normal exit and rolls back on error.

@@ -121,6 +121,12 @@ DEFAULT_PROJECT: Mapping[str, str] = {
 _LOGGER_FACTORIES = frozenset(
     {"logging.getLogger", "structlog.get_logger", "structlog.getLogger", "loguru.logger"}
 )
+#: builtins that cannot reach a database when their arguments cannot
+_PURE_BUILTINS = frozenset(
+    f"builtins.{name}"
+    for name in ("enumerate", "range", "zip", "len", "sorted", "reversed", "list", "tuple", "dict", "set",
+                 "str", "repr", "int", "float", "bool", "min", "max", "sum", "abs", "round", "isinstance", "type")
+)
 _LOGGING_MODULE_CALLS = frozenset(
     f"logging.{level}" for level in ("debug", "info", "warning", "warn", "error", "exception", "critical", "log")
 )
@@ -159,6 +165,10 @@ class BindingMixin:
                 if (alias.evaluated_alias or alias.evaluated_name.split(".")[0]) == name:
                     return alias.evaluated_name if alias.evaluated_alias else name
         return None
+
+    def is_pure_call(self: Rule, call: cst.Call) -> bool:  # type: ignore[misc]
+        names = {q.name for q in self.get_metadata(QualifiedNameProvider, call.func, set())}
+        return bool(names) and names <= _PURE_BUILTINS
 
     def is_log_call(self: Rule, call: cst.Call) -> bool:  # type: ignore[misc]
         """print(), logging.x(), or a method of a module-level logger: none can touch a session."""

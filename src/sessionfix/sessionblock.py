@@ -182,7 +182,7 @@ def plan_session_block(
         plan.reason = f"{short} does not commit on exit, like the raw factory; nothing else changes"
         return plan
 
-    analysis = PathAnalysis(session, is_async, rule.is_log_call)
+    analysis = PathAnalysis(session, is_async, rule.is_log_call, rule.is_pure_call)
     if isinstance(body, cst.SimpleStatementSuite):
         outcome = analysis.block([cst.SimpleStatementLine(body=body.body)], None)
     else:
