@@ -38,6 +38,7 @@ class BareRawFactory(Rule):
     NAME = "bare-raw-factory"
     SUMMARY = "Make sessions with the project's plain factory, not a raw one"
     APPLICABILITIES = (SAFE, REPORT)
+    ORDER = 30
 
     def visit_Module(self, node: cst.Module) -> None:
         self._replace: dict[cst.Call, str] = {}

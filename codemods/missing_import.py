@@ -39,6 +39,7 @@ class MissingImport(Rule):
     NAME = "missing-import"
     SUMMARY = "Report imports of modules or names that do not exist"
     APPLICABILITIES = (REPORT,)
+    ORDER = 100
 
     def _guarded(self, node: cst.CSTNode) -> bool:
         current: cst.CSTNode | None = node

@@ -40,6 +40,7 @@ class MissingModuleImport(Rule):
     NAME = "missing-module-import"
     SUMMARY = "Remove imports of raw session factories from modules that no longer exist"
     APPLICABILITIES = (SAFE, REPORT)
+    ORDER = 90
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if isinstance(node.names, cst.ImportStar):

@@ -49,6 +49,7 @@ class WithRawFactory(Rule):
     NAME = "with-raw-factory"
     SUMMARY = "Use the project's session helper instead of a raw factory in `with`"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
+    ORDER = 20
 
     IS_ASYNC = False
 

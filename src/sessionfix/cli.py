@@ -6,6 +6,7 @@ does not parse, an internal error). Errors are one line; `--debug` shows traceba
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import sys
@@ -40,6 +41,11 @@ app = typer.Typer(
 class OutputFormat(str, enum.Enum):
     text = "text"
     json = "json"
+
+
+class GroupBy(str, enum.Enum):
+    file = "file"
+    directory = "directory"
 
 
 Paths = Annotated[Optional[List[Path]], typer.Argument(help="Files or directories (default: the current directory).")]
@@ -155,6 +161,13 @@ def fix(
     no_color: NoColor = False,
     format: Format = OutputFormat.text,
     debug: Debug = False,
+    branch_per_file: Annotated[bool, typer.Option(
+        "--branch-per-file", help="Commit each fixed file to its own git branch instead of writing in place "
+        "(default: off). The working tree, index and HEAD are left as they are.")] = False,
+    branch_prefix: Annotated[str, typer.Option("--branch-prefix", help="Prefix of branch names (default: sessionfix/).")] = "sessionfix/",
+    base: Annotated[str, typer.Option("--base", help="Commit the branches start from (default: HEAD).")] = "HEAD",
+    group_by: Annotated[GroupBy, typer.Option("--group-by", help="One branch per file or per top-level directory (default: file).")] = GroupBy.file,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing branches whose content differs (default: off).")] = False,
 ) -> None:
     """Apply the safe fixes in place (with --unsafe, the unsafe ones too).
 
@@ -165,15 +178,24 @@ def fix(
         run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
         results = []
         for result in run.process():
-            if result.changed and result.new_source is not None:
+            if result.changed and result.new_source is not None and not branch_per_file:
                 try:
                     write_atomic(result.path, result.new_source)
                 except OSError as exc:
                     result.error = f"{result.display_path}: cannot write ({exc.strerror}); file left unchanged"
                     result.new_source = None
             results.append(result)
+        if branch_per_file:
+            _branches(out, err, run, results, base=base, prefix=branch_prefix, group_by=group_by.value,
+                      force=force, as_json=format is OutputFormat.json)
     except UserError as error:
         raise _fail(err, error, debug)
+    if branch_per_file:
+        if format is not OutputFormat.json:
+            _print_findings(err, results)
+        if any(r.error for r in results):
+            raise typer.Exit(2)
+        raise typer.Exit(1 if any(r.findings for r in results) else 0)
     if format is OutputFormat.json:
         sys.stdout.write(json.dumps(results_json(results), indent=2) + "\n")
     else:
@@ -187,6 +209,24 @@ def fix(
     if any(r.error for r in results):
         raise typer.Exit(2)
     raise typer.Exit(1 if any(r.findings for r in results) else 0)
+
+
+def _branches(out: Console, err: Console, run: Run, results: list[FileResult], *, base: str, prefix: str,
+              group_by: str, force: bool, as_json: bool) -> None:
+    from sessionfix.branches import create_branches
+
+    if any(r.error for r in results):
+        raise UserError("some files could not be processed (see above); no branch created")
+    outcomes = create_branches(run.config.root, results, base=base, prefix=prefix, group_by=group_by, force=force)  # type: ignore[arg-type]
+    if as_json:
+        manifest = [{**dataclasses.asdict(o), "files": list(o.files)} for o in outcomes]
+        sys.stdout.write(json.dumps({"branches": manifest}, indent=2) + "\n")
+        return
+    table = Table("branch", "files", "changes", "status")
+    for outcome in outcomes:
+        table.add_row(outcome.branch, ", ".join(outcome.files), str(outcome.changes), outcome.status)
+    out.print(table)
+    err.print(f"{len(outcomes)} branch(es); your working tree, index and HEAD were not touched", markup=False)
 
 
 @app.command()
@@ -215,6 +255,11 @@ def rules(
 def version() -> None:
     """Print the sessionfix version."""
     typer.echo(__version__)
+
+
+from sessionfix.commands import register_all  # noqa: E402  (commands need `app`)
+
+register_all(app)
 
 
 def main() -> None:

@@ -1,26 +1,32 @@
 """All rules, in the order the runner applies them.
 
-Call-site rewrites run before import clean-up (SF001) so it sees what is still used; the
-report-only SF000 runs last, on the rewritten module.
+Every module of `sessionfix.codemods` is loaded and each `Rule` subclass defined there is
+registered; `ORDER` sets the sequence: call-site rewrites first, import clean-up (SF001) after
+them so it sees what is still used, the report-only SF000 last, on the rewritten module.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Iterable
 
-from sessionfix.codemods.bare_raw_factory import BareRawFactory
-from sessionfix.codemods.missing_import import MissingImport
-from sessionfix.codemods.missing_module_import import MissingModuleImport
-from sessionfix.codemods.with_raw_factory import WithRawFactory
+import sessionfix.codemods
 from sessionfix.errors import UserError
 from sessionfix.rule import Rule
 
-RULES: tuple[type[Rule], ...] = (
-    WithRawFactory,
-    BareRawFactory,
-    MissingModuleImport,
-    MissingImport,
-)
+
+def _load() -> tuple[type[Rule], ...]:
+    found: dict[str, type[Rule]] = {}
+    for info in pkgutil.iter_modules(sessionfix.codemods.__path__):
+        module = importlib.import_module(f"sessionfix.codemods.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Rule) and "CODE" in value.__dict__:
+                found[value.CODE] = value
+    return tuple(sorted(found.values(), key=lambda rule: (rule.ORDER, rule.CODE)))
+
+
+RULES: tuple[type[Rule], ...] = _load()
 
 
 def find_rule(key: str) -> type[Rule]:

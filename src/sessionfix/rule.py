@@ -269,6 +269,8 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
     NAME: ClassVar[str]
     SUMMARY: ClassVar[str]
     APPLICABILITIES: ClassVar[tuple[Applicability, ...]]
+    #: position in the pipeline: call-site rewrites < 50 < import clean-up < reports
+    ORDER: ClassVar[int] = 50
     VALID: ClassVar[Sequence[Valid]] = ()
     INVALID: ClassVar[Sequence[Invalid]] = ()
 
