@@ -2,7 +2,7 @@
 
 The matching files follow the two audits in /work/shared/seeds (raw `init.Session` and
 `core.db.async_session` factories, per-row commits, swallowed errors, bare calls, a `None`
-fallback). The rest is ordinary application code, a quarter of which uses the word "session" in
+fallback). The rest is ordinary application code; about a fifth of it uses the word "session" in
 ways sessionfix must leave alone (`requests.Session`, `aiohttp.ClientSession`, SQLAlchemy type
 hints, analytics "sessions"), so a prefilter meets realistic near-misses.
 

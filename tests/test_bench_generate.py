@@ -60,7 +60,7 @@ def _python_files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("tree")
-    return root, generate.generate(root, files=60, matching_ratio=0.1, seed=7)
+    return root, generate.generate(root, files=40, matching_ratio=0.1, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def parsed(tree: tuple[Path, dict]) -> dict[str, _Imports]:
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tree: tuple[Path, dict], tmp_path: Path) -> None:
     root, stats = tree
-    again = generate.generate(tmp_path / "again", files=60, matching_ratio=0.1, seed=7)
-    other = generate.generate(tmp_path / "other", files=60, matching_ratio=0.1, seed=8)
+    again = generate.generate(tmp_path / "again", files=40, matching_ratio=0.1, seed=7)
+    other = generate.generate(tmp_path / "other", files=40, matching_ratio=0.1, seed=8)
     assert again == stats
     assert _python_files(tmp_path / "again") == _python_files(root)
     assert _python_files(tmp_path / "other") != _python_files(root)
@@ -87,7 +87,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tree: tuple[Path, dict], tm
 
 def test_requested_share_of_files_import_a_raw_factory(tree: tuple[Path, dict], parsed: dict[str, _Imports]) -> None:
     _, stats = tree
-    assert (stats["matching"], stats["plain"], stats["modules"]) == (6, 54, 60)
+    assert (stats["matching"], stats["plain"], stats["modules"]) == (4, 36, 40)
     importing = {path for path, v in parsed.items() if v.imported & RAW_FACTORY_IMPORTS}
     assert importing == set(stats["matching_paths"])
 
@@ -129,7 +129,7 @@ def test_doubled_tree_keeps_every_file_of_the_base_tree(tree: tuple[Path, dict],
     base, bigger = _python_files(root), _python_files(tmp_path / "x2")
     assert {path: bigger.get(path) for path in base} == base
     assert doubled["matching_paths"] == stats["matching_paths"]
-    assert doubled["plain"] == 108
+    assert doubled["plain"] == 72
 
 
 def test_generate_refuses_a_non_empty_directory(tmp_path: Path) -> None:
