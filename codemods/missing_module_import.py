@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import libcst as cst
 from libcst.codemod.visitors import RemoveImportsVisitor
-from libcst.metadata import ScopeProvider
+from typing import Sequence
+
+from libcst.metadata import ParentNodeProvider, ScopeProvider
 
 from sessionfix.index import resolve_relative
 from sessionfix.model import Applicability
@@ -42,6 +44,9 @@ class MissingModuleImport(Rule):
     APPLICABILITIES = (SAFE, REPORT)
     ORDER = 90
 
+    def visit_Module(self, node: cst.Module) -> None:
+        self._dead_lines: set[cst.CSTNode] = set()
+
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
@@ -51,6 +56,7 @@ class MissingModuleImport(Rule):
         if module is None or self.project.status(module) != "missing":
             return
         scope = self.get_metadata(ScopeProvider, node, None)
+        dead = []
         for alias in node.names:
             dotted = f"{module}.{alias.evaluated_name}"
             if self.project.canonical(dotted) not in self.raw_factories:
@@ -67,8 +73,40 @@ class MissingModuleImport(Rule):
                         category="missing-import",
                     )
                 continue
-            RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
+            dead.append(alias)
             self.change(alias, SAFE, f"{module} does not exist and nothing uses {local} any more")
+        line = self.get_metadata(ParentNodeProvider, node, None)
+        if len(dead) == len(node.names) and isinstance(line, cst.SimpleStatementLine) and len(line.body) == 1:
+            # Removed here rather than by RemoveImportsVisitor, which would drop the blank line or
+            # comment above the statement along with it.
+            self._dead_lines.add(line)
+            return
+        for alias in dead:
+            RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
+
+    def _without_dead(self, body: Sequence[cst.BaseStatement], originals: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
+        kept: list[cst.BaseStatement] = []
+        carried: list[cst.EmptyLine] = []
+        for original, updated in zip(originals, body):
+            if original in self._dead_lines:
+                carried += list(original.leading_lines)  # type: ignore[attr-defined]
+                continue
+            if carried and hasattr(updated, "leading_lines"):
+                updated = updated.with_changes(leading_lines=[*carried, *updated.leading_lines])  # type: ignore[attr-defined]
+                carried = []
+            kept.append(updated)
+        return kept
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        if not self._dead_lines:
+            return updated_node
+        return updated_node.with_changes(body=self._without_dead(updated_node.body, original_node.body))
+
+    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
+        if not any(stmt in self._dead_lines for stmt in original_node.body):
+            return updated_node
+        body = self._without_dead(updated_node.body, original_node.body)
+        return updated_node.with_changes(body=body or [cst.SimpleStatementLine([cst.Pass()])])
 
     INVALID = [
         Invalid(

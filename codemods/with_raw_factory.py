@@ -212,6 +212,7 @@ class WithRawFactory(Rule):
                 """,
             after="""\
                 import logging
+
                 from core.db import get_db_session_ctx
 
                 logger = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ class WithRawFactory(Rule):
                 """,
             after="""\
                 import logging
+
                 from core.db import get_db_session_ctx
 
                 log = logging.getLogger(__name__)
