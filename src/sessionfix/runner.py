@@ -90,6 +90,13 @@ def process_source(
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
         current = rewritten
     new = current.bytes
+    if new != raw and not result.changes:
+        new = raw  # no rule claimed a change: whatever differs is libcst's, not ours to write
+    if new != raw and tree.bytes != raw:
+        result.error = (f"{job.display}: libcst does not reproduce this file byte for byte, so it is "
+                        "not rewritten (findings are still reported)")
+        result.changes = []
+        return result
     if new != raw:
         problem = verify_rewrite(raw, new, str(job.path))
         if problem is not None:

@@ -231,3 +231,13 @@ def test_console_script_runs(job_project: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "sessionfix", "diff", str(job_project)],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "get_db_session_ctx" in result.stdout
+
+
+def test_file_libcst_cannot_reproduce_is_never_rewritten(project: Path) -> None:
+    """libcst drops a trailing whitespace-only line without newline; we must not write that."""
+    target = project / "jobs.py"
+    target.write_bytes(JOB.encode() + b"\n ")
+    result = invoke("fix", str(project))
+    assert result.exit_code == 2
+    assert "jobs.py: libcst does not reproduce this file byte for byte" in result.stderr
+    assert target.read_bytes() == JOB.encode() + b"\n "
