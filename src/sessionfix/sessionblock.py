@@ -6,13 +6,13 @@ the swap is safe, and which `commit()` / `rollback()` calls and `try` wrappers b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import libcst as cst
 
 from sessionfix.flow import PathAnalysis, first_dirty_exit, session_method
-from sessionfix.model import Applicability, HelperSemantics
+from sessionfix.model import Applicability, Fact, HelperSemantics
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
@@ -149,6 +149,11 @@ def _pure_reraise(handler: cst.ExceptHandler, kept: Sequence[cst.BaseStatement])
     return isinstance(raise_.exc, cst.Name) and isinstance(bound, cst.Name) and raise_.exc.value == bound.value
 
 
+def _with_facts(semantics: HelperSemantics, *, commits: bool, rolls_back: bool) -> HelperSemantics:
+    assumed = "assumed, because the helper could not be analysed"
+    return replace(semantics, commits_on_exit=Fact(commits, assumed), rolls_back_on_error=Fact(rolls_back, assumed))
+
+
 def plan_session_block(
     rule: Rule,
     body: cst.BaseSuite,
@@ -174,9 +179,16 @@ def plan_session_block(
     commits = semantics.commits_on_exit.value
     rolls_back = semantics.rolls_back_on_error.value
     if commits is None:
-        plan.applicability = Applicability.UNSAFE
-        plan.reason = (f"{short}'s behaviour on exit could not be analysed "
-                       f"({semantics.commits_on_exit.evidence}); review the swap by hand")
+        # Plan as if the helper commits and rolls back, and make every part of it unsafe.
+        evidence = semantics.commits_on_exit.evidence
+        unknown = f"{short}'s behaviour on exit could not be analysed ({evidence}); review the swap by hand"
+        assumed = _with_facts(semantics, commits=True, rolls_back=rolls_back is not False)
+        plan = plan_session_block(rule, body, session, helper=helper, is_async=is_async, semantics=assumed)
+        if plan.refusal is None:
+            plan.applicability = Applicability.UNSAFE
+            plan.reason = unknown if not plan.reason.startswith("line ") else f"{unknown}; {plan.reason}"
+            plan.removals = {node: f"{why}, which is assumed: {short} could not be analysed ({evidence})"
+                             for node, why in plan.removals.items()}
         return plan
     if not commits:
         plan.reason = f"{short} does not commit on exit, like the raw factory; nothing else changes"

@@ -1,0 +1,323 @@
+"""SF010 async-raw-factory: `async with async_session() as s:` -> `async with <async-context>() as s:`."""
+
+from __future__ import annotations
+
+import textwrap
+
+import libcst as cst
+
+from sessionfix.aliasing import inside_definition_of, wears_helper_name
+from sessionfix.codemods.with_raw_factory import WithRawFactory
+from sessionfix.model import Applicability
+from sessionfix.rule import Expect, Invalid, Valid
+
+SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
+
+#: seed 002's src/db.py: a raw async_sessionmaker and a helper that only closes
+CLOSING_DB = textwrap.dedent(
+    """\
+    from contextlib import asynccontextmanager
+
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    async_session = async_sessionmaker(create_async_engine("sqlite+aiosqlite://"))
+
+
+    @asynccontextmanager
+    async def get_session():
+        async with async_session() as session:
+            yield session
+    """
+)
+CLOSING_PROJECT = {
+    "pyproject.toml": '[tool.sessionfix]\nasync-context = "src.db.get_session"\nraw-factories = ["src.db.async_session"]\n',
+    "src/__init__.py": "",
+    "src/db.py": CLOSING_DB,
+}
+
+
+class AsyncRawFactory(WithRawFactory):
+    """
+    ## What it does
+    Replaces a raw async session factory used as a context manager (`async with async_session()
+    as db:`) by the project's async helper (`async with get_session() as db:`), then removes the
+    `await db.commit()` and `await db.rollback()` calls the helper makes redundant. What the
+    helper does is read from its definition (`sessionfix helpers` shows it), never assumed.
+
+    ## Why is this bad?
+    A raw `async_sessionmaker` is a second, unmanaged way to open sessions: it skips whatever the
+    project's helper guarantees (commit, rollback, close, logging), and an audit has to find every
+    such block by hand (seed 002: twenty files, 500 errors in production).
+
+    ## Example
+    {example}
+
+    ## Fix safety
+    An `AsyncSession`'s context manager only closes. When the helper also only closes, the swap
+    changes nothing and every `commit()` stays: *safe*. When the helper commits on a normal exit,
+    the swap is *safe* only if every normal path out of the block already ends with `commit()` or
+    `rollback()` and touches the database no more; then a `commit()` that is the last statement on
+    its path goes, and a `rollback()` in an `except` that re-raises goes only if the helper rolls
+    back on error. A block that can leave work uncommitted (a write, a read that loads objects, a
+    call that takes the session) would now be committed and its objects expired: *unsafe*. A
+    helper whose exit cannot be analysed makes the swap and every removal *unsafe*, with the
+    reason. A sync `@contextmanager` helper, a call with arguments, a helper name already taken,
+    or a helper the project model cannot import is *reported*. Sites inside the helper's own
+    definition, and a raw factory imported under the helper's name (SF011), are left alone.
+    """
+
+    CODE = "SF010"
+    NAME = "async-raw-factory"
+    SUMMARY = "Use the project's async session helper instead of a raw factory in `async with`"
+    APPLICABILITIES = (SAFE, UNSAFE, REPORT)
+    ORDER = 22
+
+    IS_ASYNC = True
+
+    def helper_name(self) -> str | None:
+        return self.settings.async_context
+
+    def option_name(self) -> str:
+        return "async-context"
+
+    def _visit_with(self, node: cst.With) -> None:
+        if node.asynchronous is None:
+            return
+        helper = self.helper_name()
+        for item in node.items:
+            call = item.item
+            if not (isinstance(call, cst.Call) and self.is_raw_factory(call.func)):
+                continue
+            if wears_helper_name(self, call.func, helper) is not None:
+                return  # SF011 rewrites the import and every use together
+            if inside_definition_of(self, node, [helper, self.settings.sync_context]) is not None:
+                return  # the helper's own body: the raw factory belongs here
+            if helper is not None and self.project.canonical(helper) in self.canonical_names(call.func):
+                return
+            break
+        super()._visit_with(node)
+
+    def _consider(self, node: cst.With, position: int, call: cst.Call) -> None:
+        helper = self.helper_name()
+        if helper is not None:
+            problem = self._helper_problem(helper)
+            if problem is not None:
+                raw = cst.Module([]).code_for_node(call.func)
+                self.finding(call, f"{raw}() is a raw session factory, but {problem}", category="raw-factory")
+                return
+        super()._consider(node, position, call)
+
+    def _helper_problem(self, helper: str) -> str | None:
+        """Why `async with <helper>()` cannot be written here, or None."""
+        module, _, name = helper.rpartition(".")
+        found = self.project.lookup(module, name)
+        if found.status != "defined" and not (found.module is not None and found.module.status == "environment"):
+            return f"the project model cannot resolve {helper} ({found.status}); fix async-context"
+        kind = self.helper_semantics(helper).kind
+        if kind == "contextmanager":
+            return f"{helper} is a sync @contextmanager, which `async with` cannot enter"
+        return None
+
+    INVALID = [
+        Invalid(
+            id="commit-at-end",
+            before="""\
+                from core.db import async_session
+
+
+                async def save(item):
+                    async with async_session() as session:
+                        session.add(item)
+                        await session.commit()
+                """,
+            after="""\
+                from core.db import get_async_session
+
+
+                async def save(item):
+                    async with get_async_session() as session:
+                        session.add(item)
+                """,
+            expect=(
+                Expect("SF010", "safe", "ends with commit/rollback"),
+                Expect("SF010", "safe", "removed session.commit()"),
+                Expect("SF011", "safe", "nothing uses async_session"),
+            ),
+        ),
+        Invalid(
+            id="reraising-except-goes",
+            before="""\
+                from core.db import async_session
+
+
+                async def strict(item):
+                    async with async_session() as db:
+                        try:
+                            db.add(item)
+                            await db.commit()
+                        except Exception:
+                            await db.rollback()
+                            raise
+                """,
+            after="""\
+                from core.db import get_async_session
+
+
+                async def strict(item):
+                    async with get_async_session() as db:
+                        db.add(item)
+                """,
+            expect=(
+                Expect("SF010", "safe", "ends with commit/rollback"),
+                Expect("SF010", "safe", "removed db.rollback()"),
+                Expect("SF010", "safe", "only re-raised"),
+                Expect("SF010", "safe", "removed db.commit()"),
+                Expect("SF011", "safe", ""),
+            ),
+        ),
+        Invalid(
+            id="helper-that-only-closes-keeps-commit",
+            before="""\
+                from src.db import async_session
+
+
+                async def mark_read(notification):
+                    async with async_session() as db:
+                        notification.read = True
+                        db.add(notification)
+                        await db.commit()
+                """,
+            after="""\
+                from src.db import get_session
+
+
+                async def mark_read(notification):
+                    async with get_session() as db:
+                        notification.read = True
+                        db.add(notification)
+                        await db.commit()
+                """,
+            expect=(Expect("SF010", "safe", "does not commit on exit"), Expect("SF011", "safe", "")),
+            files=CLOSING_PROJECT,
+        ),
+        Invalid(
+            id="writes-without-commit-is-unsafe",
+            before="""\
+                from core.db import async_session
+
+
+                async def draft(item):
+                    async with async_session() as session:
+                        session.add(item)
+                """,
+            after=None,
+            expect=(Expect("SF010", "report", "would commit it on exit"),),
+        ),
+        Invalid(
+            id="writes-without-commit-with-unsafe",
+            before="""\
+                from core.db import async_session
+
+
+                async def draft(item):
+                    async with async_session() as session:
+                        session.add(item)
+                """,
+            after="""\
+                from core.db import get_async_session
+
+
+                async def draft(item):
+                    async with get_async_session() as session:
+                        session.add(item)
+                """,
+            expect=(Expect("SF010", "unsafe", "would commit it on exit"), Expect("SF011", "safe", "")),
+            options={"unsafe": True},
+        ),
+        Invalid(
+            id="helper-it-cannot-analyse",
+            before="""\
+                from db import async_session
+
+
+                async def save(item):
+                    async with async_session() as session:
+                        session.add(item)
+                        await session.commit()
+                """,
+            after="""\
+                from db import get_session
+
+
+                async def save(item):
+                    async with get_session() as session:
+                        session.add(item)
+                """,
+            expect=(
+                Expect("SF010", "unsafe", "could not be analysed"),
+                Expect("SF010", "unsafe", "removed session.commit()"),
+                Expect("SF011", "safe", ""),
+            ),
+            files={
+                "pyproject.toml": '[tool.sessionfix]\nasync-context = "db.get_session"\nraw-factories = ["db.async_session"]\n',
+                "db.py": "from sqlalchemy.ext.asyncio import async_sessionmaker\n\nfrom vendor import make_helper\n\n"
+                         "async_session = async_sessionmaker()\nget_session = make_helper(async_session)\n",
+            },
+            options={"unsafe": True},
+        ),
+        Invalid(
+            id="sync-helper-is-reported",
+            before="""\
+                from core.db import async_session
+
+
+                async def save(item):
+                    async with async_session() as session:
+                        session.add(item)
+                        await session.commit()
+                """,
+            after=None,
+            expect=(Expect("SF010", "report", "sync @contextmanager"),),
+            options={"async_context": "core.db.get_db_session_ctx"},
+        ),
+    ]
+    VALID = [
+        Valid(
+            id="already-the-helper",
+            code="""\
+                from core.db import get_async_session
+
+
+                async def save(item):
+                    async with get_async_session() as session:
+                        session.add(item)
+                """,
+        ),
+        Valid(
+            id="parameter-shadows-factory",
+            code="""\
+                async def save(async_session, item):
+                    async with async_session() as session:
+                        session.add(item)
+                """,
+        ),
+        Valid(
+            id="session-passed-in-by-the-caller",
+            code="""\
+                from sqlalchemy.ext.asyncio import AsyncSession
+
+
+                async def save(session: AsyncSession, item) -> None:
+                    session.add(item)
+                    await session.commit()
+                """,
+        ),
+        Valid(
+            id="raw-factory-inside-the-helper-itself",
+            code=CLOSING_DB,
+            files={
+                "pyproject.toml": '[tool.sessionfix]\nasync-context = "app.get_session"\n'
+                                  'raw-factories = ["app.async_session"]\n',
+            },
+        ),
+    ]
