@@ -241,3 +241,16 @@ def test_file_libcst_cannot_reproduce_is_never_rewritten(project: Path) -> None:
     assert result.exit_code == 2
     assert "jobs.py: libcst does not reproduce this file byte for byte" in result.stderr
     assert target.read_bytes() == JOB.encode() + b"\n "
+
+
+def test_sync_example_diff_fix_diff(tmp_path: Path) -> None:
+    import shutil
+
+    example = tmp_path / "sync_project"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "sync_project", example)
+    before = invoke("diff", str(example))
+    assert before.exit_code == 1 and "+    with get_db_session_ctx() as session:" in before.stdout
+    fixed = invoke("fix", str(example))
+    assert fixed.exit_code in (0, 1), fixed.stderr
+    after = invoke("diff", str(example))
+    assert after.exit_code == 0 and after.stdout == ""
