@@ -62,8 +62,9 @@ class AsyncRawFactory(WithRawFactory):
     call that takes the session) would now be committed and its objects expired: *unsafe*. A
     helper whose exit cannot be analysed makes the swap and every removal *unsafe*, with the
     reason. A sync `@contextmanager` helper, a call with arguments, a helper name already taken,
-    or a helper the project model cannot import is *reported*. Sites inside the helper's own
-    definition, and a raw factory imported under the helper's name (SF011), are left alone.
+    or a helper the project model cannot import is *reported*. Left alone: the helper's own
+    body, a block that yields its session (a FastAPI dependency is itself a provider), and a raw
+    factory imported under the helper's name (SF011 rewrites those).
     """
 
     CODE = "SF010"
@@ -94,6 +95,8 @@ class AsyncRawFactory(WithRawFactory):
                 return  # the helper's own body: the raw factory belongs here
             if helper is not None and self.project.canonical(helper) in self.canonical_names(call.func):
                 return
+            if _yields(node.body):
+                return  # a session provider itself (a FastAPI `yield` dependency), like the helper's body
             break
         super()._visit_with(node)
 
@@ -313,6 +316,21 @@ class AsyncRawFactory(WithRawFactory):
                 """,
         ),
         Valid(
+            id="fastapi-yield-dependency",
+            code="""\
+                from src.db import async_session
+
+
+                async def get_db():
+                    async with async_session() as db:
+                        try:
+                            yield db
+                        finally:
+                            await db.close()
+                """,
+            files=CLOSING_PROJECT,
+        ),
+        Valid(
             id="raw-factory-inside-the-helper-itself",
             code=CLOSING_DB,
             files={
@@ -321,3 +339,23 @@ class AsyncRawFactory(WithRawFactory):
             },
         ),
     ]
+
+
+def _yields(body: cst.BaseSuite) -> bool:
+    """A `yield` in the block, outside nested functions: the block hands its session out."""
+
+    class Finder(cst.CSTVisitor):
+        found = False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_Yield(self, node: cst.Yield) -> None:
+            self.found = True
+
+    finder = Finder()
+    body.visit(finder)
+    return finder.found
