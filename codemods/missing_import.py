@@ -6,9 +6,9 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider
 
-from sessionfix.index import resolve_relative
+from sessionfix.index import dotted_name, resolve_relative
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Rule, Valid, _dotted_name
+from sessionfix.rule import Expect, Invalid, Rule, Valid
 
 REPORT = Applicability.REPORT
 _GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -65,7 +65,7 @@ class MissingImport(Rule):
                              category="missing-import")
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        written = _dotted_name(node.module) if node.module else None
+        written = dotted_name(node.module) if node.module else None
         module = resolve_relative(len(node.relative), written, self.package)
         if module is None:
             self.finding(node, "relative import climbs above the top-level package", category="missing-import")

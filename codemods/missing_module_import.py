@@ -8,9 +8,9 @@ from typing import Sequence
 
 from libcst.metadata import ParentNodeProvider, ScopeProvider
 
-from sessionfix.index import resolve_relative
+from sessionfix.index import dotted_name, resolve_relative
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Rule, Valid, _dotted_name
+from sessionfix.rule import Expect, Invalid, Rule, Valid
 
 SAFE, REPORT = Applicability.SAFE, Applicability.REPORT
 
@@ -51,7 +51,7 @@ class MissingModuleImport(Rule):
         if isinstance(node.names, cst.ImportStar):
             return
         module = resolve_relative(
-            len(node.relative), _dotted_name(node.module) if node.module else None, self.package
+            len(node.relative), dotted_name(node.module) if node.module else None, self.package
         )
         if module is None or self.project.status(module) != "missing":
             return

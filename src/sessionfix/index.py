@@ -62,11 +62,12 @@ class Lookup:
     binding: Binding | None = None
 
 
-def _dotted(node: cst.BaseExpression) -> str | None:
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """`a.b.c` for a Name/Attribute chain; None for anything else."""
     if isinstance(node, cst.Name):
         return node.value
     if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
+        base = dotted_name(node.value)
         return f"{base}.{node.attr.value}" if base else None
     return None
 
@@ -113,8 +114,8 @@ class _TopLevelNames(cst.CSTVisitor):
 
     def _bind_target(self, target: cst.BaseExpression, value: cst.BaseExpression | None, line: int) -> None:
         if isinstance(target, cst.Name):
-            source = _dotted(value) if value is not None else None
-            call = _dotted(value.func) if isinstance(value, cst.Call) else None
+            source = dotted_name(value) if value is not None else None
+            call = dotted_name(value.func) if isinstance(value, cst.Call) else None
             self.names[target.value] = Binding("alias", line, source) if source else Binding("assign", line, call=call)
         elif isinstance(target, (cst.Tuple, cst.List)):
             for element in target.elements:
@@ -145,7 +146,7 @@ class _TopLevelNames(cst.CSTVisitor):
 
     def visit_Import(self, node: cst.Import) -> bool:
         for alias in node.names:
-            full = _dotted(alias.name)
+            full = dotted_name(alias.name)
             if full is None:
                 continue
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
@@ -156,7 +157,7 @@ class _TopLevelNames(cst.CSTVisitor):
         return False
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> bool:
-        base = _dotted(node.module) if node.module is not None else None
+        base = dotted_name(node.module) if node.module is not None else None
         module = resolve_relative(len(node.relative), base, self.package)
         if module is None:
             return False
@@ -164,7 +165,7 @@ class _TopLevelNames(cst.CSTVisitor):
             self.open = True
             return False
         for alias in node.names:
-            name = _dotted(alias.name)
+            name = dotted_name(alias.name)
             if name is None:
                 continue
             local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name

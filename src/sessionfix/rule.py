@@ -25,7 +25,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
-from sessionfix.index import ProjectIndex, resolve_relative
+from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
 
 
@@ -154,7 +154,7 @@ class BindingMixin:
         name = getattr(assignment, "name", None)
         if isinstance(node, cst.ImportFrom) and not isinstance(node.names, cst.ImportStar):
             module = resolve_relative(
-                len(node.relative), _dotted_name(node.module) if node.module else None, self.package
+                len(node.relative), dotted_name(node.module) if node.module else None, self.package
             )
             for alias in node.names:
                 local = alias.evaluated_alias or alias.evaluated_name
@@ -230,15 +230,6 @@ class BindingMixin:
                     if isinstance(parent, cst.SimpleStatementLine):
                         anchor = parent
         return ImportPlan(name, module, name, anchor=anchor)
-
-
-def _dotted_name(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted_name(node.value)
-        return f"{base}.{node.attr.value}" if base else None
-    return None
 
 
 def import_line(module: str, name: str) -> cst.SimpleStatementLine:
