@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterable
 import libcst as cst
 from libcst.metadata import GlobalScope, ParentNodeProvider, ScopeProvider
 
-from sessionfix.index import resolve_relative
+from sessionfix.index import dotted_name, resolve_relative
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
@@ -48,7 +48,7 @@ def binding_of(rule: Rule, assignment: object) -> ImportBinding | None:
     node = getattr(assignment, "node", None)
     if not isinstance(node, cst.ImportFrom) or isinstance(node.names, cst.ImportStar):
         return None
-    written = _dotted(node.module) if node.module is not None else None
+    written = dotted_name(node.module) if node.module is not None else None
     module = resolve_relative(len(node.relative), written, rule.package)
     if module is None:
         return None
@@ -108,11 +108,3 @@ def inside_definition_of(rule: Rule, node: cst.CSTNode, helpers: Iterable[str | 
 def in_module_scope(rule: Rule, node: cst.CSTNode) -> bool:
     return isinstance(rule.get_metadata(ScopeProvider, node, None), GlobalScope)
 
-
-def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr.value}" if base else None
-    return None
