@@ -144,7 +144,7 @@ class AsyncRawFactory(WithRawFactory):
             expect=(
                 Expect("SF010", "safe", "ends with commit/rollback"),
                 Expect("SF010", "safe", "removed session.commit()"),
-                Expect("SF011", "safe", "nothing uses async_session"),
+                Expect("SF011", "safe", "removed the import of async_session"),
             ),
         ),
         Invalid(

@@ -106,8 +106,8 @@ class RawFactoryImport(WithRawFactory):
         if helper is None:
             return  # nothing here was rewritten to a helper: an unused import we did not cause
         self._drop(binding.alias)
-        self.change(binding.alias, SAFE, f"nothing uses {binding.local} any more; "
-                                         f"this scope uses {helper} from the same project instead")
+        self.change(binding.statement, SAFE, f"removed the import of {binding.local}: nothing uses it any more, "
+                                             f"its uses now go through {helper}")
 
     def _reexported(self, local: str) -> bool:
         filename = self.context.filename or ""
@@ -370,7 +370,7 @@ class RawFactoryImport(WithRawFactory):
                         db.add(call)
                         await db.commit()
                 """,
-            expect=(Expect("SF011", "safe", "nothing uses make_db"), Expect("SF010", "safe", "")),
+            expect=(Expect("SF011", "safe", "removed the import of make_db"), Expect("SF010", "safe", "")),
             files=CLOSING_PROJECT,
         ),
     ]
