@@ -9,7 +9,7 @@ import libcst as cst
 from sessionfix.aliasing import inside_definition_of, wears_helper_name
 from sessionfix.codemods.with_raw_factory import WithRawFactory
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Valid
+from sessionfix.rule import Expect, ImportPlan, Invalid, Valid
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
 
@@ -110,6 +110,25 @@ class AsyncRawFactory(WithRawFactory):
                 return
         super()._consider(node, position, call)
 
+    def plan_import(self, site: cst.CSTNode, raw_func: cst.BaseExpression, helper: str) -> ImportPlan | str:
+        """`database.async_session()` -> `database.get_session()` when `database` is the helper's
+        module: the file keeps naming things its own way, and needs no new import."""
+        module, _, name = helper.rpartition(".")
+        if isinstance(raw_func, cst.Attribute):
+            base = raw_func.value
+            if self.canonical_names(base) == {self.project.canonical(module)}:
+                return ImportPlan(f"{cst.Module([]).code_for_node(base)}.{name}", module, name, needed=False)
+        return super().plan_import(site, raw_func, helper)
+
+    def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
+        plan = self._plans.get(original_node)
+        if plan is None or "." not in plan.replacement:
+            return super().leave_With(original_node, updated_node)
+        call = updated_node.items[-1].item
+        assert isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute)
+        new_call = call.with_changes(func=call.func.with_changes(attr=cst.Name(plan.replacement.rpartition(".")[2])))
+        return updated_node.with_changes(items=[*updated_node.items[:-1], updated_node.items[-1].with_changes(item=new_call)])
+
     def _helper_problem(self, helper: str) -> str | None:
         """Why `async with <helper>()` cannot be written here, or None."""
         module, _, name = helper.rpartition(".")
@@ -201,6 +220,29 @@ class AsyncRawFactory(WithRawFactory):
                         await db.commit()
                 """,
             expect=(Expect("SF010", "safe", "does not commit on exit"), Expect("SF011", "safe", "")),
+            files=CLOSING_PROJECT,
+        ),
+        Invalid(
+            id="module-attribute-keeps-its-spelling",
+            before="""\
+                import src.db as database
+
+
+                async def mark_read(notification):
+                    async with database.async_session() as db:
+                        notification.read = True
+                        await db.commit()
+                """,
+            after="""\
+                import src.db as database
+
+
+                async def mark_read(notification):
+                    async with database.get_session() as db:
+                        notification.read = True
+                        await db.commit()
+                """,
+            expect=(Expect("SF010", "safe", "does not commit on exit"),),
             files=CLOSING_PROJECT,
         ),
         Invalid(
