@@ -136,7 +136,7 @@ class FallbackSession(Rule):
         scope, uses = found
         inside = node_ids(rest)
         kinds = [u.use for u in uses if id(u.node) in inside]
-        problem = next((ESCAPES[k] for k in ("returned", "yielded", "stored", "captured", "handoff", "other")
+        problem = next((ESCAPES[k] for k in ("returned", "yielded", "stored", "captured", "handoff", "deleted", "other")
                         if k in kinds), None)
         if problem is None and any(id(a.node) in inside for a in scope.assignments[name]):
             problem = "it is rebound later in the function"

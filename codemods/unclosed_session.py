@@ -123,7 +123,7 @@ class UnclosedSession(Rule):
         if kinds & {"returned", "stored"}:
             return  # handed over: the caller or the object owns it now
         closes = closes_anywhere(rest, name)
-        blocking = [k for k in ("captured", "handoff", "other") if k in kinds]
+        blocking = [k for k in ("captured", "handoff", "deleted", "other") if k in kinds]
         if "yielded" in kinds and not closes:
             blocking.insert(0, "yielded")
         if blocking:
@@ -394,6 +394,34 @@ class UnclosedSession(Rule):
                         session.close()
                 """,
             expect=(Expect("SF021", "safe", "(an exception before the close leaves it open); closing it in"),),
+        ),
+        Invalid(
+            id="try-except-gains-finally",
+            before="""\
+                from core.db import get_session
+
+
+                def name_of(model, key):
+                    session = get_session()
+                    try:
+                        return session.get(model, key).name
+                    except AttributeError:
+                        return None
+                """,
+            after="""\
+                from core.db import get_session
+
+
+                def name_of(model, key):
+                    session = get_session()
+                    try:
+                        return session.get(model, key).name
+                    except AttributeError:
+                        return None
+                    finally:
+                        session.close()
+                """,
+            expect=(Expect("SF021", "safe", "(it is never closed); closing it in `finally`"),),
         ),
         Invalid(
             id="sessionmaker-in-a-loop",

@@ -84,7 +84,7 @@ def _in_module(rule: Rule, name: str) -> str:
 # -- uses of a session name --------------------------------------------------------------------
 
 Use = Literal["method", "argument", "handoff", "returned", "returned-inside", "yielded", "stored",
-              "captured", "with", "other"]
+              "captured", "with", "deleted", "other"]
 
 
 @dataclass(frozen=True)
@@ -113,14 +113,18 @@ def _classify(rule: Rule, node: cst.Name) -> Use:
     parent = rule.get_metadata(ParentNodeProvider, node, None)
     if isinstance(parent, cst.Attribute) and parent.value is node:
         return "method"
-    if isinstance(parent, cst.Comparison) or isinstance(parent, cst.ComparisonTarget):
+    if isinstance(parent, (cst.Comparison, cst.ComparisonTarget)):
         return "method"
-    if isinstance(parent, cst.UnaryOperation) or isinstance(parent, cst.BooleanOperation):
-        return "method"  # truth tests (`if not s`, `s or other`) read, never keep
+    if isinstance(parent, (cst.UnaryOperation, cst.BooleanOperation, cst.Assert, cst.FormattedStringExpression)):
+        return "method"  # truth tests (`not s`, `s or other`), asserts and f-strings read, never keep
+    if isinstance(parent, (cst.If, cst.While, cst.IfExp)) and getattr(parent, "test", None) is node:
+        return "method"
     if isinstance(parent, cst.WithItem) and parent.item is node:
         return "with"
     if isinstance(parent, cst.Return):
         return "returned"
+    if isinstance(parent, cst.Del):
+        return "deleted"
     if isinstance(parent, cst.Yield):
         return "yielded"
     if isinstance(parent, cst.Arg):
@@ -166,6 +170,7 @@ ESCAPES: dict[Use, str] = {
     "stored": "it is stored (on an object, in a container or another name), so it outlives this code",
     "captured": "a nested function or lambda keeps it and may run after this code",
     "handoff": "it is handed to a task, thread or executor that may use it later",
+    "deleted": "it is deleted with `del`, so no `finally` could close it",
     "other": "it is used as a value in a way sessionfix cannot follow",
 }
 
@@ -278,14 +283,17 @@ def wrap_in_finally(
     stmts: Sequence[cst.BaseStatement], final: Sequence[cst.BaseStatement]
 ) -> cst.Try:
     """`try: <stmts> finally: <final>`; blank lines before the first statement move above `try:`,
-    its comments stay with it."""
+    its comments stay with it. A lone `try/except` gets the `finally` clause itself."""
     first = stmts[0]
+    finalbody = cst.Finally(body=cst.IndentedBlock(body=list(final)))
+    if len(stmts) == 1 and isinstance(first, cst.Try) and first.finalbody is None:
+        return first.with_changes(finalbody=finalbody)  # `try/except` + `finally` means the same
     lines = list(first.leading_lines)
     blank = next((i for i, line in enumerate(lines) if line.comment is not None), len(lines))
     body = [first.with_changes(leading_lines=lines[blank:]), *stmts[1:]]
     return cst.Try(
         body=cst.IndentedBlock(body=body),
-        finalbody=cst.Finally(body=cst.IndentedBlock(body=list(final))),
+        finalbody=finalbody,
         leading_lines=lines[:blank],
     )
 
