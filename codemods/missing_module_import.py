@@ -84,28 +84,36 @@ class MissingModuleImport(Rule):
         for alias in dead:
             RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
 
-    def _without_dead(self, body: Sequence[cst.BaseStatement], originals: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    def _without_dead(
+        self, body: Sequence[cst.BaseStatement], originals: Sequence[cst.BaseStatement], *, in_block: bool
+    ) -> list[cst.BaseStatement]:
         kept: list[cst.BaseStatement] = []
         carried: list[cst.EmptyLine] = []
+        trim = False  # a dead first statement of a block: its follower must not start with blank lines
         for original, updated in zip(originals, body):
             if original in self._dead_lines:
                 carried += list(original.leading_lines)  # type: ignore[attr-defined]
+                trim = trim or (in_block and not kept)
                 continue
-            if carried and hasattr(updated, "leading_lines"):
-                updated = updated.with_changes(leading_lines=[*carried, *updated.leading_lines])  # type: ignore[attr-defined]
-                carried = []
+            if (carried or trim) and hasattr(updated, "leading_lines"):
+                lines = [*carried, *updated.leading_lines]  # type: ignore[attr-defined]
+                if trim:
+                    while lines and lines[0].comment is None:
+                        lines.pop(0)
+                updated = updated.with_changes(leading_lines=lines)
+                carried, trim = [], False
             kept.append(updated)
         return kept
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
         if not self._dead_lines:
             return updated_node
-        return updated_node.with_changes(body=self._without_dead(updated_node.body, original_node.body))
+        return updated_node.with_changes(body=self._without_dead(updated_node.body, original_node.body, in_block=False))
 
     def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
         if not any(stmt in self._dead_lines for stmt in original_node.body):
             return updated_node
-        body = self._without_dead(updated_node.body, original_node.body)
+        body = self._without_dead(updated_node.body, original_node.body, in_block=True)
         return updated_node.with_changes(body=body or [cst.SimpleStatementLine([cst.Pass()])])
 
     INVALID = [
@@ -146,6 +154,30 @@ class MissingModuleImport(Rule):
 
                 def load():
                     return get_session(), engine
+                """,
+            expect=(Expect("SF001", "safe", "nothing uses Session"), Expect("SF003", "safe", "")),
+        ),
+        Invalid(
+            id="local-import-first-in-block",
+            before="""\
+                def report(error):
+                    try:
+                        raise error
+                    except ValueError:
+                        from init import Session
+
+                        session = Session()
+                        return session
+                """,
+            after="""\
+                def report(error):
+                    try:
+                        raise error
+                    except ValueError:
+                        from core.db import get_session
+
+                        session = get_session()
+                        return session
                 """,
             expect=(Expect("SF001", "safe", "nothing uses Session"), Expect("SF003", "safe", "")),
         ),
