@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import libcst as cst
 import libcst.matchers as m
-from libcst.metadata import ParentNodeProvider
 
 from sessionfix.flow import PathAnalysis
 from sessionfix.model import Applicability
