@@ -399,6 +399,74 @@ class WithRawFactory(Rule):
             ),
         ),
         Invalid(
+            id="one-line-body",
+            before="""\
+                from init import Session
+
+
+                def save(item):
+                    with Session() as session: session.add(item); session.commit()
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def save(item):
+                    with get_db_session_ctx() as session: session.add(item); session.commit()
+                """,
+            expect=(Expect("SF002", "safe", "ends with commit/rollback"), Expect("SF001", "safe", "")),
+        ),
+        Invalid(
+            id="comments-keep-the-try",
+            before="""\
+                from init import Session
+
+
+                def save(item):
+                    with Session() as session:
+                        try:
+                            session.add(item)
+                            session.commit()
+                        except Exception:  # any failure
+                            session.rollback()
+                            raise
+                """,
+            after="""\
+                from core.db import get_db_session_ctx
+
+
+                def save(item):
+                    with get_db_session_ctx() as session:
+                        try:
+                            session.add(item)
+                            session.commit()
+                        except Exception:  # any failure
+                            raise
+                """,
+            expect=(
+                Expect("SF002", "safe", "ends with commit/rollback"),
+                Expect("SF002", "safe", "removed session.rollback()"),
+                Expect("SF001", "safe", ""),
+            ),
+        ),
+        Invalid(
+            id="return-in-finally-is-unsafe",
+            before="""\
+                from init import Session
+
+
+                def save(item):
+                    with Session() as session:
+                        try:
+                            session.add(item)
+                            session.commit()
+                        finally:
+                            return item
+                """,
+            after=None,
+            expect=(Expect("SF002", "report", "can leave work uncommitted"), Expect("SF001", "report", "")),
+        ),
+        Invalid(
             id="arguments-are-reported",
             before="""\
                 from init import Session

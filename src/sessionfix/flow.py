@@ -46,7 +46,11 @@ def session_method(stmt: cst.CSTNode, session: str, *, is_async: bool) -> str | 
     """'commit' for a statement line that is exactly `s.commit()` (or `await s.commit()`)."""
     if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return None
-    small = stmt.body[0]
+    return session_call(stmt.body[0], session, is_async=is_async)
+
+
+def session_call(small: cst.BaseSmallStatement, session: str, *, is_async: bool) -> str | None:
+    """'commit' for a small statement that is exactly `s.commit()` (or `await s.commit()`)."""
     if not isinstance(small, cst.Expr):
         return None
     value = small.value
@@ -185,7 +189,11 @@ class PathAnalysis:
             return Outcome(fall=None)
         out = Outcome(fall=state)
         for small in line.body:
-            if isinstance(small, cst.Return):
+            if self.session and session_call(small, self.session, is_async=self.is_async) in (
+                "commit", "rollback", "close"
+            ):
+                out.fall = None
+            elif isinstance(small, cst.Return):
                 out.exits.append(out.fall if self.inert(small.value) else line)  # type: ignore[arg-type]
                 out.fall = _UNREACHABLE
             elif isinstance(small, cst.Raise):
@@ -233,6 +241,12 @@ class PathAnalysis:
             if handler.name is not None and isinstance(handler.name.name, cst.Name):
                 self.exception_names.add(handler.name.name.value)
             result = _merge(result, self.block(handler.body.body, entry, loop_depth))
+        if stmt.finalbody is not None and finally_exits(stmt):
+            # `return`/`break`/`continue` in `finally` swallows any exception in flight and
+            # replaces any exit: the paths are no longer what the body says. Treat as unknown.
+            result.fall = stmt
+            result.exits = [*result.exits, stmt]
+            return result
         if stmt.finalbody is not None:
             final_body = stmt.finalbody.body.body
 
@@ -301,28 +315,41 @@ def first_dirty_exit(outcome: Outcome) -> tuple[bool, State]:
     return True, None
 
 
-def tail_statements(stmts: Sequence[cst.BaseStatement]) -> Iterable[cst.BaseStatement]:
-    """Statements that are the last thing executed on a normal path out of `stmts`."""
+def finally_exits(stmt: cst.Try | cst.TryStar) -> bool:
+    """Does the `finally` of `stmt` hold a return/break/continue (which swallows exceptions)?"""
+    if stmt.finalbody is None:
+        return False
+    for line in _statements(stmt.finalbody):
+        if isinstance(line, cst.SimpleStatementLine) and any(
+            isinstance(small, (cst.Return, cst.Break, cst.Continue)) for small in line.body
+        ):
+            return True
+    return False
+
+
+def tail_statements(
+    stmts: Sequence[cst.BaseStatement], unwrapped: frozenset[cst.CSTNode] | set[cst.CSTNode] = frozenset()
+) -> Iterator[cst.BaseStatement]:
+    """Statements that are the last thing executed on a normal path out of `stmts`.
+
+    A `try` in `unwrapped` is about to be replaced by its body, so its body's tail counts.
+    """
     if not stmts:
         return
     last = stmts[-1]
-    if isinstance(last, cst.SimpleStatementLine):
+    if last in unwrapped:
+        yield from tail_statements(last.body.body, unwrapped)  # type: ignore[attr-defined]
+    elif isinstance(last, cst.SimpleStatementLine):
         yield last
     elif isinstance(last, cst.If):
-        yield from tail_statements(last.body.body)
+        yield from tail_statements(last.body.body, unwrapped)  # type: ignore[arg-type]
         orelse = last.orelse
-        while isinstance(orelse, cst.If):
-            yield from tail_statements(orelse.body.body)
-            orelse = orelse.orelse
-        if orelse is not None:
-            yield from tail_statements(orelse.body.body)
+        if isinstance(orelse, cst.If):
+            yield from tail_statements([orelse], unwrapped)
+        elif orelse is not None:
+            yield from tail_statements(orelse.body.body, unwrapped)  # type: ignore[arg-type]
     elif isinstance(last, cst.Try) and last.finalbody is None:
         if last.orelse is not None:
-            yield from tail_statements(last.orelse.body.body)
-        elif not last.handlers:
-            yield from tail_statements(last.body.body)
+            yield from tail_statements(last.orelse.body.body, unwrapped)  # type: ignore[arg-type]
         for handler in last.handlers:
-            yield from tail_statements(handler.body.body)
-    elif isinstance(last, cst.Match):
-        for case in last.cases:
-            yield from tail_statements(case.body.body)
+            yield from tail_statements(handler.body.body, unwrapped)  # type: ignore[arg-type]

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 import libcst as cst
+import libcst.matchers as m
 
-from sessionfix.flow import PathAnalysis, first_dirty_exit, session_method
+from sessionfix.flow import PathAnalysis, finally_exits, first_dirty_exit, session_method, tail_statements
 from sessionfix.model import Applicability, Fact, HelperSemantics
 
 if TYPE_CHECKING:
@@ -36,12 +37,13 @@ def _has_comment(node: cst.CSTNode) -> bool:
     return trailing is not None and trailing.comment is not None
 
 
+def _comments(node: cst.CSTNode) -> int:
+    return len(m.findall(node, m.Comment()))
+
+
 def _reassigns(body: cst.CSTNode, name: str) -> bool:
     class Finder(cst.CSTVisitor):
         found = False
-
-        def visit_Name(self, node: cst.Name) -> None:
-            pass
 
         def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
             self.found |= _binds(node.target, name)
@@ -103,7 +105,7 @@ def _handlers(stmts: Sequence[cst.BaseStatement], enclosed: bool) -> Iterator[tu
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
             continue
         if isinstance(stmt, cst.Try):
-            yield stmt, enclosed
+            yield stmt, enclosed or finally_exits(stmt)
             yield from _handlers(stmt.body.body, True)
             for handler in stmt.handlers:
                 yield from _handlers(handler.body.body, True)
@@ -196,11 +198,15 @@ def plan_session_block(
 
     analysis = PathAnalysis(session, is_async, rule.is_log_call, rule.is_pure_call)
     if isinstance(body, cst.SimpleStatementSuite):
-        outcome = analysis.block([cst.SimpleStatementLine(body=body.body)], None)
+        synthetic = cst.SimpleStatementLine(body=body.body)  # `with x() as s: a(); b()` on one line
+        outcome = analysis.block([synthetic], None)
     else:
+        synthetic = None
         outcome = analysis.block(body_stmts, None)
     clean, dirty = first_dirty_exit(outcome)
     if not clean:
+        if dirty is synthetic:
+            dirty = body  # positions exist only for nodes of the parsed tree
         where = rule.location(dirty).line if dirty is not None else 0
         what = _first_line(dirty) if dirty is not None else "the block"
         plan.applicability = Applicability.UNSAFE
@@ -231,32 +237,13 @@ def plan_session_block(
                                            f"block and {short} rolls back on error")
         if try_.orelse is None and try_.finalbody is None and all(
             _pure_reraise(h, [s for s in h.body.body if s not in plan.removals]) for h in try_.handlers
-        ) and try_.body.header.comment is None and isinstance(try_.body, cst.IndentedBlock):
+        ) and isinstance(try_.body, cst.IndentedBlock) and _comments(try_) == sum(
+            _comments(stmt) for stmt in try_.body.body
+        ):
             plan.unwrap.add(try_)
 
     # 2. commits that are the last statement executed on their path
-    def tails(stmts: Sequence[cst.BaseStatement]) -> Iterator[cst.BaseStatement]:
-        if not stmts:
-            return
-        last = stmts[-1]
-        if last in plan.unwrap:
-            yield from tails(last.body.body)  # type: ignore[attr-defined]
-        elif isinstance(last, cst.SimpleStatementLine):
-            yield last
-        elif isinstance(last, cst.If):
-            yield from tails(last.body.body)  # type: ignore[arg-type]
-            orelse = last.orelse
-            if isinstance(orelse, cst.If):
-                yield from tails([orelse])
-            elif orelse is not None:
-                yield from tails(orelse.body.body)  # type: ignore[arg-type]
-        elif isinstance(last, cst.Try) and last.finalbody is None:
-            if last.orelse is not None:
-                yield from tails(last.orelse.body.body)  # type: ignore[arg-type]
-            for handler in last.handlers:
-                yield from tails(handler.body.body)  # type: ignore[arg-type]
-
-    for stmt in tails(body_stmts):
+    for stmt in tail_statements(body_stmts, plan.unwrap):
         if session_method(stmt, session, is_async=is_async) == "commit" and not _has_comment(stmt):
             plan.removals[stmt] = (f"removed {session}.commit(): it is the last statement on its path "
                                    f"and {short} commits on exit")
