@@ -59,6 +59,8 @@ Unsafe = Annotated[bool, typer.Option("--unsafe", help="Also apply fixes that ch
 NoColor = Annotated[bool, typer.Option("--no-color", help="Never colour the output (default: colour on a terminal).")]
 Format = Annotated[OutputFormat, typer.Option("--format", help="Output format (default: text).")]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors (default: off).")]
+Jobs = Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Worker processes (default: the number of cores).")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write .sessionfix_cache/ at the project root (default: use it).")]
 
 
 def _overrides(sync_context: str | None, sync_factory: str | None, async_context: str | None,
@@ -88,6 +90,24 @@ def _fail(err: Console, error: UserError | Exception, debug: bool) -> typer.Exit
 
 def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None) -> Run:
     return prepare(list(paths or []), overrides, select_rules(select))
+
+
+def _engine(run: Run, err: Console, jobs: int | None, no_cache: bool) -> Run:
+    """diff/fix: the prefilter, worker processes, the cache, and no bytes kept for unchanged files."""
+    from sessionfix.parallel import default_jobs
+
+    run.prefilter = True
+    run.jobs = jobs or default_jobs()
+    run.use_cache = not no_cache
+    run.keep_original = False
+    run.warn = lambda message: err.print(message, markup=False, style="yellow")
+    return run
+
+
+def _processed(run: Run, err: Console, show: bool) -> Iterator[FileResult]:
+    from sessionfix.progress import with_progress
+
+    return with_progress(run.process(), len(run.files), err, enabled=show)
 
 
 def _summary(err: Console, results: list[FileResult], verb: str) -> None:
@@ -121,6 +141,8 @@ def diff(
     no_color: NoColor = False,
     format: Format = OutputFormat.text,
     debug: Debug = False,
+    jobs: Jobs = None,
+    no_cache: NoCache = False,
 ) -> None:
     """Show the fixes as a unified diff; change nothing.
 
@@ -129,7 +151,7 @@ def diff(
     out, err = _consoles(no_color)
     try:
         run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
-        results = list(run.process())
+        results = list(_processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text))
     except UserError as error:
         raise _fail(err, error, debug)
     diffs = {r.display_path: unified_diff(r) for r in results if r.changed}
@@ -168,6 +190,8 @@ def fix(
     base: Annotated[str, typer.Option("--base", help="Commit the branches start from (default: HEAD).")] = "HEAD",
     group_by: Annotated[GroupBy, typer.Option("--group-by", help="One branch per file or per top-level directory (default: file).")] = GroupBy.file,
     force: Annotated[bool, typer.Option("--force", help="Replace existing branches whose content differs (default: off).")] = False,
+    jobs: Jobs = None,
+    no_cache: NoCache = False,
 ) -> None:
     """Apply the safe fixes in place (with --unsafe, the unsafe ones too).
 
@@ -177,7 +201,7 @@ def fix(
     try:
         run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
         results = []
-        for result in run.process():
+        for result in _processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text):
             if result.changed and result.new_source is not None and not branch_per_file:
                 try:
                     write_atomic(result.path, result.new_source)

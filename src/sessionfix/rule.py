@@ -248,6 +248,28 @@ def helper_semantics(project: ProjectIndex, helper: str) -> HelperSemantics:
     return analyse_helper(project, helper)
 
 
+@dataclass(frozen=True)
+class PrefilterNeeds:
+    """What must be in a file's bytes for a rule to have anything to do there (sessionfix.prefilter).
+
+    The prefilter runs a rule on a file when any of these can occur in it; it never parses to decide.
+    """
+
+    #: dotted names the rule matches by meaning (raw factories, helpers); the prefilter also looks
+    #: for every project alias of them (`from core.db import async_session as make`)
+    names: frozenset[str] = frozenset()
+    #: identifiers that must occur as written
+    words: frozenset[str] = frozenset()
+    #: callables (dotted): a module-level `X = f(...)` in the project with f among these makes X
+    #: one of `names` (e.g. sqlalchemy.orm.sessionmaker)
+    made_by: frozenset[str] = frozenset()
+    #: decorators (dotted): every function a project module that mentions one defines counts as
+    #: one of `names` (e.g. contextlib.contextmanager for session helpers)
+    decorated_by: frozenset[str] = frozenset()
+    #: the rule reports imports that do not resolve: also run it where an import may not
+    missing_imports: bool = False
+
+
 @functools.lru_cache(maxsize=32)
 def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
     return ProjectIndex(root, declared=declared_dependencies(pyproject))
@@ -379,6 +401,11 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
     def helper_semantics(self, helper: str) -> HelperSemantics:
         """What `helper` does at the end of its block (see sessionfix.semantics)."""
         return helper_semantics(self.project, helper)
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds | None:
+        """What a file must contain for this rule to act on it; None (the default): every file."""
+        return None
 
     @classmethod
     def docs(cls) -> str:

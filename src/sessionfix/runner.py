@@ -3,13 +3,16 @@ so files can be processed independently (and, later, in parallel)."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import libcst as cst
 from libcst.codemod import CodemodContext, SkipFile
+from libcst.metadata import MetadataWrapper
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
@@ -46,6 +49,21 @@ def _remap(record: Change | Finding, lines: LineMap) -> Change | Finding:
     return replace(record, location=Location(location.path, lines(location.line), location.column))
 
 
+@contextlib.contextmanager
+def _shared_metadata(rule: Rule, wrapper: MetadataWrapper, module: cst.Module) -> Iterator[cst.Module]:
+    """Codemod._handle_metadata_reference with a wrapper the runner owns, so rules that leave
+    the tree unchanged hand their computed metadata (scopes, names, positions) to the next."""
+    if module is not wrapper.module:  # e.g. a second pass: fall back to a fresh wrapper
+        wrapper = MetadataWrapper(module)
+    previous = rule.context.wrapper
+    with rule.resolve(wrapper):
+        rule.context = replace(rule.context, wrapper=wrapper)
+        try:
+            yield wrapper.module
+        finally:
+            rule.context = replace(rule.context, wrapper=previous)
+
+
 @dataclass(frozen=True)
 class Job:
     path: Path
@@ -67,7 +85,8 @@ def process_source(
         return result
     module_name, package = project.module_name_for(job.path)
     original_code = tree.code
-    current = tree
+    wrapper = MetadataWrapper(tree)
+    current = wrapper.module
     for rule_class in rules:
         context = CodemodContext(
             filename=str(job.path),
@@ -75,6 +94,10 @@ def process_source(
             full_package_name=package if module_name else None,
         )
         rule = rule_class(context, settings=settings, project=project)
+        if current is not wrapper.module:
+            wrapper = MetadataWrapper(current)
+            current = wrapper.module
+        rule._handle_metadata_reference = functools.partial(_shared_metadata, rule, wrapper)  # type: ignore[method-assign]
         try:
             rewritten = rule.transform_module(current)
         except SkipFile:
@@ -88,7 +111,8 @@ def process_source(
         for record in rule.records:
             mapped = _remap(record, lines)
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
-        current = rewritten
+        if not rewritten.deep_equals(current):
+            current = rewritten  # else keep the tree whose metadata the next rule can reuse
     new = current.bytes
     if new != raw and not result.changes:
         new = raw  # no rule claimed a change: whatever differs is libcst's, not ours to write

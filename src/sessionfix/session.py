@@ -1,22 +1,45 @@
-"""One run over a set of paths: configuration, validation, discovery, processing."""
+"""One run over a set of paths: configuration, validation, discovery, processing.
+
+Processing reads every file once in this process (its hash, and which prefilter tokens it
+holds), takes what it can from the cache, and hands the rest to `sessionfix.parallel`, where
+the prefilter decides, from the bytes, which rules each file needs; files no rule needs are
+never parsed. Results come back in file order whatever the number of jobs.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+from sessionfix import __version__
+from sessionfix.cache import CACHE_DIR, ResultCache, TrackingIndex, decode_result, digest, read_json, run_key, write_json
 from sessionfix.config import ProjectConfig, Settings, declared_dependencies, load_config
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult
+from sessionfix.parallel import Outcome, WorkState, run_jobs
+from sessionfix.prefilter import Prefilter, occurs
 from sessionfix.registry import RULES
 from sessionfix.rule import Rule
-from sessionfix.runner import Job, process_file
+from sessionfix.runner import Job
 
 #: configured names that must resolve before anything is written
 HELPER_OPTIONS = (("sync-context", "sync_context"), ("sync-factory", "sync_factory"),
                   ("async-context", "async_context"))
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass
+class Scanned:
+    """What the first pass learned about one file, without keeping its bytes."""
+
+    digest: str | None  # None: unreadable
+    tokens: frozenset[bytes]
 
 
 @dataclass
@@ -26,16 +49,156 @@ class Run:
     project: ProjectIndex
     files: list[Path]
     rules: Sequence[type[Rule]] = RULES
-    results: list[FileResult] = field(default_factory=list)
+    #: worker processes (1: all in this process)
+    jobs: int = 1
+    #: read and write `.sessionfix_cache/` (needs a TrackingIndex, as `prepare` makes)
+    use_cache: bool = False
+    #: decide from the bytes which rules a file needs, and parse none of the files no rule needs
+    #: (so their syntax errors go unreported; results are otherwise the same)
+    prefilter: bool = False
+    #: keep `original` bytes in results of unchanged files (diff/fix do not need them)
+    keep_original: bool = True
+    warn: Callable[[str], None] = _stderr
+    #: the paths as given (to tell whether the run covers the whole project)
+    targets: list[Path] = field(default_factory=list)
+    #: set by process(): files parsed and files answered from the cache
+    parsed: int = 0
+    cached: int = 0
+    _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
 
     def display(self, path: Path) -> str:
         return self.project.display(path)
 
+    # -- the first pass ---------------------------------------------------------------------
+
+    def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes]) -> None:
+        for path in paths:
+            try:
+                raw = path.read_bytes()
+            except OSError:
+                self._scanned[path] = Scanned(None, frozenset())
+                continue
+            self._scanned[path] = Scanned(digest(raw), frozenset(t for t in tokens if occurs(t, raw)))
+
+    def _closure_files(self) -> list[Path]:
+        """Every file that can define a re-export: the run's files plus the rest of the project."""
+        files = list(self.files)
+        root = self.config.root
+        if not any(t == root or t in root.parents for t in (p.resolve() for p in self.targets or [root])):
+            known = set(files)
+            files += [p for p in discover([root], root) if p not in known]
+        return files
+
+    def _close(self, prefilter: Prefilter) -> None:
+        """Extend the prefilter's tokens with the project's re-exports (from cache when unchanged)."""
+        files = self._closure_files()
+        stored_path = self.config.root / CACHE_DIR / "prefilter.json"
+        base = prefilter.fingerprint()
+        base_tokens = {token: set(rules) for token, rules in prefilter.tokens.items()}
+        base_spellings = {target: set(spelled) for target, spelled in prefilter.spellings.items()}
+        stored = read_json(stored_path) if self.use_cache else None
+        if isinstance(stored, dict) and stored.get("base") == base and isinstance(stored.get("tokens"), dict):
+            prefilter.restore(stored["tokens"])
+            looked = set(prefilter.tokens)
+            self._scan(files, list(looked))
+            if stored.get("seeds") == self._seed_key(prefilter, files):
+                return
+            prefilter.tokens = base_tokens
+            prefilter.spellings = base_spellings
+        else:
+            looked = set(prefilter.tokens)
+            self._scan(files, list(looked))
+        while True:
+            current = set(prefilter.tokens)
+            seeds = {p: self._scanned[p].tokens & current for p in files if self._scanned[p].tokens & current}
+            if not prefilter.close_over(seeds):
+                break
+            if not set(prefilter.tokens) <= looked:
+                looked = set(prefilter.tokens)
+                self._scan(files, list(looked))
+        if self.use_cache:
+            try:
+                write_json(stored_path.parent, stored_path, {"base": base, "tokens": prefilter.dump(),
+                                                             "seeds": self._seed_key(prefilter, files)})
+            except OSError as exc:
+                self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
+
+    def _seed_key(self, prefilter: Prefilter, files: Sequence[Path]) -> list[list[str]]:
+        """The files the closure was computed from (and their hashes), plus its tokens."""
+        tokens = set(prefilter.tokens)
+        return [[str(p), self._scanned[p].digest or ""] for p in files if self._scanned[p].tokens & tokens] + [
+            sorted(t.decode("utf-8", "replace") for t in tokens)
+        ]
+
+    def _run_key(self, prefilter: Prefilter | None) -> str:
+        names: set[str] = set()
+        for dotted in (self.settings.sync_context, self.settings.sync_factory, self.settings.async_context,
+                       *self.settings.raw_factories):
+            if dotted:
+                parts = dotted.split(".")
+                names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        assert isinstance(self.project, TrackingIndex)
+        facts = [f"{name}={self.project.fact(name)}" for name in sorted(names)]
+        rules = ",".join(r.CODE for r in self.rules)
+        return run_key(version=__version__, settings=self.settings.fingerprint(),
+                       prefilter=prefilter.fingerprint() if prefilter else f"all:{rules}", facts=facts)
+
+    # -- processing -------------------------------------------------------------------------
+
     def process(self) -> Iterator[FileResult]:
-        for path in self.files:
-            result = process_file(Job(path, self.display(path)), self.project, self.settings, self.rules)
-            self.results.append(result)
-            yield result
+        """Results in file order; bytes of unchanged files only with keep_original."""
+        self.parsed = self.cached = 0
+        use_cache = self.use_cache and isinstance(self.project, TrackingIndex)
+        prefilter = Prefilter(self.rules, self.settings, self.project) if self.prefilter else None
+        if prefilter is not None:
+            self._close(prefilter)
+        elif use_cache:
+            self._scan(self.files, [])
+        cache = ResultCache(self.config.root, self._run_key(prefilter), self.warn) if use_cache else None
+        jobs = [Job(path, self.display(path)) for path in self.files]
+        answers: dict[int, FileResult] = {}
+        if cache is not None:
+            for position, job in enumerate(jobs):
+                found = self._from_cache(cache, job)
+                if found is not None:
+                    answers[position] = found
+        self.cached = len(answers)
+        state = WorkState(self.project, self.settings, tuple(self.rules), prefilter, self.keep_original)
+        pending = [job for position, job in enumerate(jobs) if position not in answers]
+        outcomes: Iterator[Outcome] = run_jobs(state, pending, self.jobs)
+        try:
+            for position, job in enumerate(jobs):
+                if position in answers:
+                    yield answers.pop(position)
+                    continue
+                outcome = next(outcomes)
+                self.parsed += outcome.parsed
+                if cache is not None and outcome.digest is not None and outcome.deps is not None:
+                    cache.put(job.display, outcome.digest, outcome.deps, outcome.result)
+                yield outcome.result
+        finally:
+            outcomes.close()  # type: ignore[attr-defined]
+            if cache is not None:
+                cache.save()
+            self._scanned.clear()
+
+    def _from_cache(self, cache: ResultCache, job: Job) -> FileResult | None:
+        scanned = self._scanned.get(job.path)
+        if scanned is None or scanned.digest is None:
+            return None
+        assert isinstance(self.project, TrackingIndex)
+        data = cache.get(job.display, scanned.digest, self.project.fact)
+        if data is None:
+            return None
+        original = b""
+        if self.keep_original or data["new"] is not None:
+            try:
+                original = job.path.read_bytes()
+            except OSError:
+                return None
+            if digest(original) != scanned.digest:
+                return None  # changed since the first pass: process it again
+        return decode_result(data, job.path, job.display, original)
 
 
 def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> Run:
@@ -43,10 +206,10 @@ def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence
     targets = list(paths) or [Path.cwd()]
     config = load_config(targets[0])
     settings = config.settings.with_overrides(**overrides)
-    project = ProjectIndex(config.root, declared=declared_dependencies(config.pyproject))
+    project = TrackingIndex(config.root, declared=declared_dependencies(config.pyproject))
     for option, attribute in HELPER_OPTIONS:
         value = getattr(settings, attribute)
         if value is not None:
             project.require(option, value)
     files = discover(targets, config.root, settings.exclude)
-    return Run(config, settings, project, files, rules)
+    return Run(config, settings, project, files, rules, targets=targets)

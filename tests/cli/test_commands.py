@@ -116,12 +116,12 @@ def test_fix_keeps_bom_crlf_encoding_and_mode(project: Path) -> None:
 
 def test_syntax_error_is_one_line_and_other_files_still_run(job_project: Path) -> None:
     broken = job_project / "broken.py"
-    broken.write_text("def f(:\n    pass\n")
+    broken.write_text("from init import Session\ndef f(:\n    pass\n")  # a file the rules need: parsed
     result = invoke("fix", str(job_project))
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if "broken.py" in line]
-    assert lines == ["broken.py:1: syntax error: invalid syntax; file skipped"]
-    assert broken.read_text() == "def f(:\n    pass\n"
+    assert lines == ["broken.py:2: syntax error: invalid syntax; file skipped"]
+    assert broken.read_text() == "from init import Session\ndef f(:\n    pass\n"
     assert (job_project / "jobs.py").read_text() == FIXED
 
 

@@ -1,0 +1,213 @@
+"""Results of earlier runs, under `.sessionfix_cache/` at the project root.
+
+A file's entry is valid while its bytes are the same, and every module its result consulted
+still resolves to the same thing (the same project file with the same bytes, or still installed,
+or still missing). Everything that is the same for every file (sessionfix's version, the
+resolved configuration, the rules, the prefilter's tokens, the configured helpers' and raw
+factories' modules) goes into the name of the results file, so a change there starts afresh.
+The cache is an optimisation only: any error reading or writing it is a warning at most.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import libcst
+
+from sessionfix.index import ModuleInfo, ProjectIndex
+from sessionfix.model import Applicability, Change, FileResult, Finding, Location
+
+CACHE_DIR = ".sessionfix_cache"
+#: bump when the entry format changes
+FORMAT = 1
+_KEEP = 4  # results files kept (one per configuration recently used)
+
+
+def digest(raw: bytes) -> str:
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+class TrackingIndex(ProjectIndex):
+    """A ProjectIndex that can record the modules a file's processing consulted."""
+
+    consulted: set[str] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._facts: dict[str, str] = {}
+        self._digests: dict[Path, str] = {}
+
+    def module(self, name: str) -> ModuleInfo | None:
+        if self.consulted is not None:
+            self.consulted.add(name)
+        return super().module(name)
+
+    def fact(self, name: str) -> str:
+        """What `name` resolves to now, as text: a project file and its hash, installed, or missing."""
+        known = self._facts.get(name)
+        if known is not None:
+            return known
+        found = self._find_in_project(name)
+        if found is not None:
+            file, _ = found
+            if file.is_file():
+                fact = f"project {self.display(file)} {self.file_digest(file)}"
+            else:
+                fact = f"namespace {self.display(file)}"
+        else:
+            fact = "installed" if self._in_environment(name) else "missing"
+        self._facts[name] = fact
+        return fact
+
+    def file_digest(self, path: Path) -> str:
+        if path not in self._digests:
+            try:
+                self._digests[path] = digest(path.read_bytes())
+            except OSError:
+                self._digests[path] = "unreadable"
+        return self._digests[path]
+
+
+def run_key(*, version: str, settings: str, prefilter: str, facts: Iterable[str]) -> str:
+    """What every entry of one results file shares."""
+    parts = [str(FORMAT), version, libcst.__version__ if hasattr(libcst, "__version__") else "",
+             f"{sys.version_info[0]}.{sys.version_info[1]}", settings, prefilter, *facts]
+    return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _location(location: Location) -> list[Any]:
+    return [location.path, location.line, location.column]
+
+
+def encode_result(result: FileResult) -> dict[str, Any]:
+    return {
+        "changes": [[c.rule, *_location(c.location), c.applicability.value, c.reason] for c in result.changes],
+        "findings": [[f.rule, *_location(f.location), f.message, f.category, f.fix.value if f.fix else None]
+                     for f in result.findings],
+        "new": base64.b64encode(result.new_source).decode("ascii") if result.new_source is not None else None,
+        "error": result.error,
+    }
+
+
+def decode_result(data: dict[str, Any], path: Path, display: str, original: bytes) -> FileResult:
+    result = FileResult(path, display, original)
+    result.changes = [Change(rule, Location(p, line, col), Applicability(app), reason)
+                      for rule, p, line, col, app, reason in data["changes"]]
+    result.findings = [Finding(rule, Location(p, line, col), message, category, Applicability(fix) if fix else None)
+                       for rule, p, line, col, message, category, fix in data["findings"]]
+    result.new_source = base64.b64decode(data["new"]) if data["new"] is not None else None
+    result.error = data["error"]
+    return result
+
+
+@dataclass
+class Entry:
+    digest: str
+    deps: dict[str, str]
+    result: dict[str, Any]
+
+
+class ResultCache:
+    """One results file, loaded at the start of a run and replaced atomically at its end."""
+
+    def __init__(self, root: Path, key: str, warn: Callable[[str], None] = lambda message: None) -> None:
+        self.directory = root / CACHE_DIR
+        self.path = self.directory / f"results-{key[:32]}.json"
+        self.key = key
+        self.warn = warn
+        self.entries: dict[str, Entry] = {}
+        self.dirty = False
+        self._warned = False
+        try:
+            data = json.loads(self.path.read_bytes())
+            if data.get("key") == key:
+                self.entries = {name: Entry(e["digest"], e["deps"], e["result"]) for name, e in data["files"].items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._warn(f"ignoring unreadable cache {self.path} ({exc})")
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:
+            self._warned = True
+            self.warn(f"sessionfix: warning: {message}")
+
+    def get(self, display: str, file_digest: str, fact: Callable[[str], str]) -> dict[str, Any] | None:
+        entry = self.entries.get(display)
+        if entry is None or entry.digest != file_digest:
+            return None
+        if any(fact(name) != value for name, value in entry.deps.items()):
+            return None
+        return entry.result
+
+    def put(self, display: str, file_digest: str, deps: dict[str, str], result: FileResult) -> None:
+        self.entries[display] = Entry(file_digest, deps, encode_result(result))
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        files = {name: {"digest": e.digest, "deps": e.deps, "result": e.result} for name, e in self.entries.items()}
+        try:
+            write_json(self.directory, self.path, {"key": self.key, "files": files})
+            self._prune()
+        except OSError as exc:
+            self._warn(f"could not write the cache in {self.directory} ({exc.strerror or exc}); results are not cached")
+
+    def _prune(self) -> None:
+        others = sorted((p for p in self.directory.glob("results-*.json") if p != self.path),
+                        key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in others[_KEEP - 1:]:
+            old.unlink(missing_ok=True)
+
+
+def write_json(directory: Path, path: Path, data: object) -> None:
+    """Write `data` to `path` in one rename; the directory says it is a cache (and git ignores it)."""
+    directory.mkdir(exist_ok=True)
+    ignore = directory / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# created by sessionfix\n*\n")
+        (directory / "CACHEDIR.TAG").write_text(
+            "Signature: 8a477f597d28d172789f06886806bc55\n# sessionfix cache: see https://bford.info/cachedir/\n"
+        )
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, separators=(",", ":"))
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def clear(root: Path) -> int:
+    """Remove the cache under `root`; how many files were removed."""
+    directory = root / CACHE_DIR
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for path in sorted(directory.iterdir()):
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    directory.rmdir()
+    return removed

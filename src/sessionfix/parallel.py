@@ -1,0 +1,105 @@
+"""Process files in a pool of worker processes, in chunks, with results in the order given.
+
+Each worker gets the run's state once (inherited with fork on Linux, pickled elsewhere) and
+returns small records: bytes travel back only for files that change (or when asked to keep
+them), so the parent's memory is bounded by what it keeps, not by the tree.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+from sessionfix.cache import TrackingIndex, digest
+from sessionfix.config import Settings
+from sessionfix.index import ProjectIndex
+from sessionfix.model import FileResult
+from sessionfix.prefilter import Prefilter
+from sessionfix.rule import Rule
+from sessionfix.runner import Job, process_source
+
+
+@dataclass
+class WorkState:
+    """Everything a worker needs; built once per run."""
+
+    project: ProjectIndex
+    settings: Settings
+    rules: tuple[type[Rule], ...]
+    prefilter: Prefilter | None
+    keep_original: bool
+
+
+@dataclass
+class Outcome:
+    """One file's result, with what the cache needs to store it (digest None: do not cache)."""
+
+    result: FileResult
+    digest: str | None = None
+    deps: dict[str, str] | None = None
+    parsed: bool = False
+
+
+def default_jobs() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def work_one(state: WorkState, job: Job) -> Outcome:
+    try:
+        raw = job.path.read_bytes()
+    except OSError as exc:
+        result = FileResult(job.path, job.display, b"")
+        result.error = f"{job.display}: cannot read ({exc.strerror}); file skipped"
+        return Outcome(result)
+    project = state.project
+    tracking = isinstance(project, TrackingIndex)
+    if tracking:
+        project.consulted = set()  # type: ignore[union-attr]
+    try:
+        rules = state.rules if state.prefilter is None else state.prefilter.rules_for(raw, job.path)
+        result = process_source(raw, job, project, state.settings, rules) if rules else FileResult(job.path, job.display, raw)
+        consulted = project.consulted if tracking else None  # type: ignore[union-attr]
+    finally:
+        if tracking:
+            project.consulted = None  # type: ignore[union-attr]
+    deps = {name: project.fact(name) for name in sorted(consulted)} if consulted is not None else None  # type: ignore[union-attr]
+    if not state.keep_original and not result.changed:
+        result.original = b""
+    return Outcome(result, digest(raw), deps, parsed=bool(rules))
+
+
+_STATE: WorkState | None = None
+
+
+def _initialise(state: WorkState) -> None:
+    global _STATE
+    _STATE = state
+
+
+def _work_chunk(jobs: list[Job]) -> list[Outcome]:
+    assert _STATE is not None
+    return [work_one(_STATE, job) for job in jobs]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int) -> Iterator[Outcome]:
+    """Outcomes for `jobs`, in their order, computed by `workers` processes (1: in this one)."""
+    if workers <= 1 or len(jobs) < 2:
+        for job in jobs:
+            yield work_one(state, job)
+        return
+    workers = min(workers, len(jobs))
+    size = max(1, min(16, len(jobs) // (workers * 4)))
+    chunks = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+    with _context().Pool(workers, initializer=_initialise, initargs=(state,)) as pool:
+        for outcomes in pool.imap(_work_chunk, chunks):
+            yield from outcomes

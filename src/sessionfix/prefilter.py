@@ -1,0 +1,369 @@
+"""Decide from a file's bytes, before parsing, which rules can have anything to do with it.
+
+This is sessionfix's only text check on source code, and it can only rule a rule OUT: every
+answer errs towards running. A rule declares what it needs (`Rule.prefilter_needs`): dotted
+names it matches by meaning, plain words, or "imports that may not resolve". A name can reach a
+file under another spelling only through a project module that re-exports it, and that module
+must itself contain a spelling already known, so the tokens are closed over the project's
+re-exports (`Prefilter.close_over`) before any file is decided.
+"""
+
+from __future__ import annotations
+
+import ast
+import codecs
+import io
+import tokenize
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from sessionfix.config import Settings
+from sessionfix.index import ProjectIndex, resolve_relative
+from sessionfix.rule import PrefilterNeeds, Rule
+
+_IDENTIFIER = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") | frozenset(range(0x80, 0x100))
+_SPACE = b" \t\f"
+#: encodings in which an ASCII identifier is always the same bytes as in ASCII
+_ASCII_SAFE = frozenset({"utf-8", "ascii", "latin-1", "iso8859-15", "cp1252", "cp1250", "cp1251", "iso8859-2"})
+
+
+@dataclass(frozen=True)
+class ScannedImport:
+    """One import as written: `import module` (names None) or `from .module import a, b`."""
+
+    level: int
+    module: str | None
+    names: tuple[str, ...] | None = None
+
+
+def ascii_readable(raw: bytes) -> bool:
+    """True when identifiers in `raw` are plain ASCII bytes (so a byte search can rule them out)."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+    except SyntaxError:
+        return False
+    name = codecs.lookup(encoding).name
+    return name in _ASCII_SAFE or name == "utf-8-sig"
+
+
+def _line_start(raw: bytes, at: int) -> int:
+    start = raw.rfind(b"\n", 0, at) + 1
+    return raw.rfind(b"\r", start, at) + 1 or start
+
+
+def _continued(raw: bytes, line_start: int) -> bool:
+    """Does the previous physical line end in a backslash (so this line is not a statement start)?"""
+    index = line_start - 1
+    if index < 0:
+        return False
+    if raw[index] == ord("\n") and index > 0 and raw[index - 1] == ord("\r"):
+        index -= 1
+    return index > 0 and raw[index - 1] == ord("\\")
+
+
+def _line_rest(raw: bytes, at: int) -> bytes | None:
+    """The logical remainder of the line from `at`, without a comment; None if it continues."""
+    end = raw.find(b"\n", at)
+    end = len(raw) if end == -1 else end
+    carriage = raw.find(b"\r", at, end)
+    end = end if carriage == -1 else carriage
+    text = raw[at:end].split(b"#", 1)[0].rstrip(_SPACE)
+    if text.endswith(b"\\"):
+        return None
+    return text.split(b";", 1)[0]
+
+
+def _words(text: bytes) -> list[str] | None:
+    try:
+        decoded = text.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return decoded.split()
+
+
+def _dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def _aliases(text: bytes, dotted: bool) -> list[str] | None:
+    """`a.b as c, d` -> ["a.b", "d"]; None when it is not exactly that shape."""
+    found = []
+    for item in text.split(b","):
+        words = _words(item)
+        if words is None:
+            return None
+        if len(words) == 3 and words[1] == "as" and words[2].isidentifier():
+            words = words[:1]
+        if len(words) != 1 or not (_dotted(words[0]) if dotted else words[0].isidentifier()):
+            return None
+        found.append(words[0])
+    return found
+
+
+def _plain_import(raw: bytes, after: int) -> list[ScannedImport] | None:
+    rest = _line_rest(raw, after)
+    if rest is None:
+        return None
+    modules = _aliases(rest, dotted=True)
+    return None if not modules else [ScannedImport(0, module) for module in modules]
+
+
+def _from_import(raw: bytes, head: bytes, after: int) -> list[ScannedImport] | None:
+    source = head[len(b"from"):].strip(_SPACE)
+    level = len(source) - len(source.lstrip(b"."))
+    module_words = _words(source[level:])
+    if module_words is None or len(module_words) > 1 or (module_words and not _dotted(module_words[0])):
+        return None
+    if level == 0 and not module_words:
+        return None
+    module = module_words[0] if module_words else None
+    stripped = raw[after:].lstrip(_SPACE)
+    if stripped.startswith(b"("):
+        start = len(raw) - len(stripped) + 1
+        close = raw.find(b")", start)
+        if close == -1:
+            return None
+        lines = raw[start:close].replace(b"\r", b"\n").split(b"\n")
+        body = b" ".join(line.split(b"#", 1)[0] for line in lines).strip(_SPACE).rstrip(b",")
+        tail = _line_rest(raw, close + 1)
+        if tail is None or tail.strip(_SPACE):
+            return None
+    else:
+        rest = _line_rest(raw, after)
+        if rest is None:
+            return None
+        body = rest.strip(_SPACE)
+    if body == b"*":
+        return [ScannedImport(level, module, ("*",))]
+    names = _aliases(body, dotted=False)
+    return None if not names else [ScannedImport(level, module, tuple(names))]
+
+
+def scan_imports(raw: bytes) -> list[ScannedImport] | None:
+    """Every import statement in `raw`, or None when some `import` cannot be read for sure.
+
+    An `import` that is not at the start of a logical line (after `;`, `if x:`, in prose inside a
+    docstring) makes the answer None; a line that only looks like an import inside a string adds
+    a spurious entry. Both err towards running the rules that need the imports.
+    """
+    if not ascii_readable(raw):
+        return None
+    found: list[ScannedImport] = []
+    start = 0
+    while True:
+        at = raw.find(b"import", start)
+        if at == -1:
+            return found
+        start = at + len(b"import")
+        if (at > 0 and raw[at - 1] in _IDENTIFIER) or (start < len(raw) and raw[start] in _IDENTIFIER):
+            continue
+        line_start = _line_start(raw, at)
+        head = raw[line_start:at].lstrip(_SPACE)
+        if head.startswith(b"#"):
+            continue  # a comment, or text inside a string: not a statement either way
+        if _continued(raw, line_start):
+            return None
+        if not head:
+            parsed = _plain_import(raw, start)
+        elif head.startswith(b"from") and len(head) > 4 and head[4] in b" \t\f.":
+            parsed = _from_import(raw, head, start)
+        else:
+            return None
+        if parsed is None:
+            return None
+        found.extend(parsed)
+
+
+def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
+    """Could SF000-style analysis report anything here: an import whose module or name is missing?"""
+    scanned = scan_imports(raw)
+    if scanned is None:
+        return True
+    for item in scanned:
+        module = resolve_relative(item.level, item.module, package)
+        if module is None or project.status(module) == "missing":
+            return True
+        if item.names is None or item.names == ("*",):
+            continue
+        for name in item.names:
+            if project.lookup(module, name).status == "missing-name":
+                return True
+    return False
+
+
+def occurs(token: bytes, raw: bytes) -> bool:
+    """Does `token` occur in `raw` as a whole identifier (not inside `ClientSession`)?"""
+    at = raw.find(token)
+    while at != -1:
+        end = at + len(token)
+        if (at == 0 or raw[at - 1] not in _IDENTIFIER) and (end == len(raw) or raw[end] not in _IDENTIFIER):
+            return True
+        at = raw.find(token, at + 1)
+    return False
+
+
+def _bindings(statement: ast.stmt) -> list[tuple[str, set[str]]]:
+    """(name bound, names its value is read from) for what the index could record as an alias,
+    an import, a call result or a decorated function; a superset of those."""
+    if isinstance(statement, ast.ImportFrom):
+        return [(a.asname or a.name, {a.name}) for a in statement.names]
+    if isinstance(statement, ast.Import):  # `import a.b as c` when a.b is no module
+        return [(a.asname or a.name.split(".")[0], set(a.name.split("."))) for a in statement.names]
+    if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return [(statement.name, _mentions(statement.decorator_list))]
+    if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+        value = statement.value.func if isinstance(statement.value, ast.Call) else statement.value
+        source = _mentions([value]) if isinstance(value, (ast.Name, ast.Attribute)) else set()
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        return [(name, source) for name in _mentions(targets)]
+    return []
+
+
+def _mentions(nodes: Sequence[ast.AST]) -> set[str]:
+    """Every identifier in `nodes`, as names and as attributes."""
+    found: set[str] = set()
+    for node in nodes:
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Name):
+                found.add(inner.id)
+            elif isinstance(inner, ast.Attribute):
+                found.add(inner.attr)
+    return found
+
+
+def _last(dotted: str) -> bytes:
+    return dotted.rpartition(".")[2].encode("utf-8")
+
+
+class Prefilter:
+    """Which of `rules` may act on a file, decided from its bytes."""
+
+    def __init__(self, rules: Sequence[type[Rule]], settings: Settings, project: ProjectIndex) -> None:
+        self.rules = tuple(rules)
+        self.project = project
+        needs: dict[type[Rule], PrefilterNeeds | None] = {rule: rule.prefilter_needs(settings) for rule in rules}
+        self.always = frozenset(rule for rule, need in needs.items() if need is None)
+        self.imports = frozenset(rule for rule, need in needs.items() if need is not None and need.missing_imports)
+        #: spelling -> rules that need it (all a file is checked against)
+        self.tokens: dict[bytes, set[type[Rule]]] = {}
+        #: canonical dotted name -> rules that match it by meaning, and its spellings
+        self.targets: dict[str, set[type[Rule]]] = {}
+        self.spellings: dict[str, set[bytes]] = {}
+        self.makers: dict[type[Rule], frozenset[str]] = {}
+        self.decorators: dict[type[Rule], frozenset[str]] = {}
+        for rule, need in needs.items():
+            if need is None:
+                continue
+            for word in need.words:
+                self.tokens.setdefault(word.encode("utf-8"), set()).add(rule)
+            for name in need.names | need.made_by | need.decorated_by:
+                self._target(project.canonical(name), {rule}, name)
+            self.makers[rule] = frozenset(project.canonical(n) for n in need.made_by)
+            self.decorators[rule] = frozenset(project.canonical(n) for n in need.decorated_by)
+
+    def _target(self, target: str, rules: set[type[Rule]], *written: str) -> bool:
+        """Make `target` (and its spellings) point at `rules`; True if anything was new."""
+        known = self.targets.setdefault(target, set())
+        added = not rules <= known
+        known |= rules
+        for spelling in {_last(target), *(_last(w) for w in written)}:
+            added |= self._spell(target, spelling)
+        return added
+
+    def _spell(self, target: str, spelling: bytes) -> bool:
+        rules = self.targets[target]
+        self.spellings.setdefault(target, set()).add(spelling)
+        known = self.tokens.setdefault(spelling, set())
+        added = not rules <= known
+        known |= rules
+        return added
+
+    # -- the re-export closure -------------------------------------------------------------
+
+    def has_token(self, raw: bytes) -> bool:
+        return not ascii_readable(raw) or any(occurs(token, raw) for token in self.tokens)
+
+    def close_over(self, seeds: Mapping[Path, frozenset[bytes]]) -> bool:
+        """Learn the names the seed modules (files holding a token, with the tokens they hold)
+        define or re-export for a rule; True when a new spelling or rule was added."""
+        added = False
+        for path, held in seeds.items():
+            if not self._may_bind(path):
+                continue
+            module, _ = self.project.module_name_for(path)
+            info = self.project.module(module) if module else None
+            if info is None or info.path is None or info.path.resolve() != path.resolve():
+                continue  # not importable under that name: nothing can import a name from it
+            for local, binding in info.names.items():
+                dotted = f"{module}.{local}"
+                target = self.project.canonical(dotted)
+                rules = set(self.targets.get(target, ()))
+                for rule, makers in self.makers.items():
+                    if binding.kind == "assign" and makers and self.project.made_by(dotted) in makers:
+                        rules.add(rule)
+                for rule, decorators in self.decorators.items():
+                    if binding.kind == "def" and any(held & self.spellings.get(d, set()) for d in decorators):
+                        rules.add(rule)
+                if rules:
+                    added |= self._target(target, rules, local)
+        return added
+
+    def _may_bind(self, path: Path) -> bool:
+        """Can this module bind a name the index would map to a target under a new spelling?
+
+        Read with Python's own (fast) parser, as a superset of what the index records: a binding
+        counts when its name is no known spelling and its statement mentions one. Anything the
+        parser cannot read goes to the index.
+        """
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError, OSError, RecursionError):
+            return True
+        spelled = {token.decode("utf-8", "replace") for token in self.tokens}
+        pending: list[ast.stmt] = list(tree.body)
+        while pending:
+            statement = pending.pop()
+            for bound, source in _bindings(statement):
+                if bound not in spelled and source & spelled:
+                    return True
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue  # their bodies bind no module names
+            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+                for child in getattr(statement, field, ()) or ():
+                    if isinstance(child, ast.stmt):
+                        pending.append(child)
+                    elif isinstance(child, (ast.ExceptHandler, ast.match_case)):
+                        pending.extend(child.body)
+        return False
+
+    def fingerprint(self) -> str:
+        """A stable text form of what the prefilter looks for (part of every cache key)."""
+        return repr((sorted(r.CODE for r in self.rules), sorted(r.CODE for r in self.always),
+                     sorted(r.CODE for r in self.imports), sorted(self.dump().items())))
+
+    def restore(self, tokens: Mapping[str, list[str]]) -> None:
+        """Take a closure computed by an earlier run (see `sessionfix.session`)."""
+        by_code = {rule.CODE: rule for rule in self.rules}
+        for token, codes in tokens.items():
+            self.tokens.setdefault(token.encode("utf-8"), set()).update(by_code[c] for c in codes if c in by_code)
+
+    def dump(self) -> dict[str, list[str]]:
+        return {token.decode("utf-8", "replace"): sorted(r.CODE for r in rules) for token, rules in self.tokens.items()}
+
+    # -- per file --------------------------------------------------------------------------
+
+    def rules_for(self, raw: bytes, path: Path) -> tuple[type[Rule], ...]:
+        """The rules, in pipeline order, that may act on the file with these bytes."""
+        if not ascii_readable(raw):
+            return self.rules
+        chosen = set(self.always)
+        for token, rules in self.tokens.items():
+            if not rules <= chosen and occurs(token, raw):
+                chosen |= rules
+        pending = self.imports - chosen
+        if pending:
+            _, package = self.project.module_name_for(path)
+            if import_may_fail(raw, self.project, package):
+                chosen |= pending
+        return tuple(rule for rule in self.rules if rule in chosen)

@@ -1,0 +1,186 @@
+"""The engine around the rules: worker processes, the cache, `cache clear`, memory of results."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import sessionfix.session
+from sessionfix.cache import CACHE_DIR
+from sessionfix.cli import app
+from sessionfix.model import FileResult
+from sessionfix.session import Run, prepare
+from tests.conftest import write_project
+
+JOB = """\
+from init import Session
+
+
+def notify(text):
+    with Session() as session:
+        session.add(text)
+        session.commit()
+"""
+PLAIN = """\
+import requests
+
+
+def fetch(url):
+    return requests.Session().get(url)
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = write_project(tmp_path)
+    for index in range(3):
+        (root / f"jobs_{index}.py").write_text(JOB)
+        (root / f"plain_{index}.py").write_text(PLAIN)
+    (root / "pkg").mkdir()
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "broken.py").write_text("from init import Session\ndef f(:\n")
+    return root
+
+
+def _key(result: FileResult) -> tuple[object, ...]:
+    return (result.display_path, result.changes, result.findings, result.new_source, result.error)
+
+
+def _run(root: Path, *, cache: bool = True, jobs: int = 1, **overrides: object) -> tuple[Run, list[tuple[object, ...]]]:
+    run = prepare([root], dict(overrides))
+    run.use_cache, run.jobs, run.keep_original, run.prefilter = cache, jobs, False, True
+    return run, [_key(r) for r in run.process()]
+
+
+def test_jobs_give_the_same_results_in_the_same_order(tree: Path) -> None:
+    _, one = _run(tree, cache=False, jobs=1)
+    _, two = _run(tree, cache=False, jobs=2)
+    assert one == two
+    assert [k[0] for k in one] == sorted(k[0] for k in one)
+    assert any(k[3] for k in one) and any(k[4] for k in one)  # changes and an error among them
+
+
+def test_diff_output_is_identical_for_any_jobs(tree: Path) -> None:
+    runner = CliRunner()
+    outputs = [runner.invoke(app, ["diff", str(tree), "--no-cache", "--jobs", jobs, "--format", "json"]).stdout
+               for jobs in ("1", "3")]
+    assert outputs[0] == outputs[1] and json.loads(outputs[0])["files"]
+
+
+def test_warm_run_parses_nothing_and_reproduces_results(tree: Path) -> None:
+    cold_run, cold = _run(tree)
+    assert cold_run.parsed > 0 and cold_run.cached == 0
+    warm_run, warm = _run(tree)
+    assert warm == cold
+    assert (warm_run.parsed, warm_run.cached) == (0, len(cold))
+
+
+def test_edit_a_file_reprocesses_only_that_file(tree: Path) -> None:
+    _run(tree)
+    (tree / "jobs_1.py").write_text(JOB.replace("text", "item"))
+    run, results = _run(tree)
+    assert (run.parsed, run.cached) == (1, len(results) - 1)
+    assert _run(tree, cache=False)[1] == results
+
+
+def test_edit_the_helper_module_invalidates(tree: Path) -> None:
+    _run(tree)
+    db = tree / "core" / "db.py"
+    db.write_text(db.read_text().replace("session.rollback()\n", "pass\n", 1))
+    run, results = _run(tree)
+    assert run.cached == 0 and run.parsed > 0
+    assert results == _run(tree, cache=False)[1]
+
+
+def test_edit_an_imported_module_invalidates_its_importers(tree: Path) -> None:
+    (tree / "models.py").write_text("class User:\n    pass\n")
+    (tree / "uses.py").write_text("from models import User, Order\n")
+    _, before = _run(tree)
+    assert [f.message for f in dict((k[0], k) for k in before)["uses.py"][2]] == ["models.py defines no Order"]
+    (tree / "models.py").write_text("class User:\n    pass\n\n\nclass Order:\n    pass\n")
+    run, after = _run(tree)
+    assert dict((k[0], k) for k in after)["uses.py"][2] == []
+    assert run.cached == len(after) - 2  # uses.py and models.py itself
+
+
+def test_config_change_invalidates(tree: Path) -> None:
+    _run(tree)
+    run, results = _run(tree, unsafe=True)
+    assert run.cached == 0
+    assert results == _run(tree, cache=False, unsafe=True)[1]
+
+
+def test_version_upgrade_invalidates(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(tree)
+    monkeypatch.setattr(sessionfix.session, "__version__", "99.0")
+    run, _ = _run(tree)
+    assert run.cached == 0
+
+
+def test_broken_cache_is_a_warning_never_an_error(tree: Path) -> None:
+    _, cold = _run(tree)
+    for path in (tree / CACHE_DIR).glob("*.json"):
+        path.write_text("{not json")
+    warnings: list[str] = []
+    run = prepare([tree], {})
+    run.use_cache, run.warn, run.prefilter = True, warnings.append, True
+    assert [_key(r) for r in run.process()] == cold
+    assert len(warnings) == 1 and "ignoring unreadable cache" in warnings[0]
+
+
+def test_unwritable_cache_is_a_warning(tree: Path) -> None:
+    (tree / CACHE_DIR).write_text("a file where the directory should be")
+    warnings: list[str] = []
+    run = prepare([tree], {})
+    run.use_cache, run.warn, run.prefilter = True, warnings.append, True
+    results = list(run.process())
+    assert results and warnings and all("warning" in w for w in warnings)
+
+
+def test_unchanged_results_carry_no_bytes(tree: Path) -> None:
+    run = prepare([tree], {})
+    run.keep_original = False
+    results = {r.display_path: r for r in run.process()}
+    assert results["plain_0.py"].original == b""
+    assert results["jobs_0.py"].original == JOB.encode() and results["jobs_0.py"].changed
+
+
+def test_cache_clear(tree: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["diff", str(tree)]).exit_code == 2  # broken.py
+    assert (tree / CACHE_DIR / ".gitignore").is_file()
+    result = runner.invoke(app, ["cache", "clear", str(tree)])
+    assert result.exit_code == 0 and "removed" in result.stdout
+    assert not (tree / CACHE_DIR).exists()
+    assert "no cache" in runner.invoke(app, ["cache", "clear", str(tree)]).stdout
+
+
+def test_no_cache_writes_nothing(tree: Path) -> None:
+    CliRunner().invoke(app, ["diff", str(tree), "--no-cache", "--jobs", "1"])
+    assert not (tree / CACHE_DIR).exists()
+
+
+def test_progress_only_on_a_terminal(tree: Path) -> None:
+    from rich.console import Console
+
+    from sessionfix.progress import with_progress
+
+    import io
+    quiet = io.StringIO()
+    assert list(with_progress(iter(range(3)), 3, Console(file=quiet), delay=0)) == [0, 1, 2]
+    assert quiet.getvalue() == ""
+    shown = io.StringIO()
+    list(with_progress(iter(range(3)), 3, Console(file=shown, force_terminal=True), delay=0))
+    assert "3/3" in shown.getvalue() or "checking" in shown.getvalue()
+
+
+def test_files_no_rule_needs_are_never_parsed(tree: Path) -> None:
+    """The issue's rule: such a file's syntax error goes unreported (audit/check still parse all)."""
+    (tree / "unrelated.py").write_text("def f(:\n")
+    run, results = _run(tree, cache=False)
+    assert [k[0] for k in results if k[4]] == ["pkg/broken.py"]
+    assert run.parsed == len(results) - 3  # not: the two empty __init__.py files and unrelated.py
