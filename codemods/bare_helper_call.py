@@ -11,8 +11,9 @@ from libcst.metadata import ParentNodeProvider, ScopeProvider
 from libcst.metadata.scope_provider import ComprehensionScope, GlobalScope
 
 from sessionfix.codemods.async_raw_factory import CLOSING_PROJECT
+from sessionfix.config import Settings
 from sessionfix.model import Applicability, HelperSemantics
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 from sessionfix.sessionblock import plan_session_block
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
@@ -73,6 +74,13 @@ class BareHelperCall(Rule):
     SUMMARY = "Enter a context-manager session helper with `with`, don't call it bare"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 24
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Sites call a @contextmanager / @asynccontextmanager function of the project."""
+        helpers = frozenset(h for h in (settings.sync_context, settings.async_context) if h)
+        return PrefilterNeeds(names=helpers,
+                              decorated_by=frozenset({"contextlib.contextmanager", "contextlib.asynccontextmanager"}))
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.SimpleStatementLine, _Edit] = {}

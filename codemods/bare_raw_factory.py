@@ -7,9 +7,10 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import ParentNodeProvider
 
+from sessionfix.config import Settings
 from sessionfix.index import ASYNC_SESSIONMAKERS
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, ImportPlan, Invalid, Rule, Valid, import_line
+from sessionfix.rule import Expect, ImportPlan, Invalid, PrefilterNeeds, Rule, Valid, import_line
 
 SAFE, REPORT = Applicability.SAFE, Applicability.REPORT
 
@@ -39,6 +40,11 @@ class BareRawFactory(Rule):
     SUMMARY = "Make sessions with the project's plain factory, not a raw one"
     APPLICABILITIES = (SAFE, REPORT)
     ORDER = 30
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Every site is a call or an import of a configured raw factory."""
+        return PrefilterNeeds(names=frozenset(settings.raw_factories))
 
     def visit_Module(self, node: cst.Module) -> None:
         self._replace: dict[cst.Call, str] = {}

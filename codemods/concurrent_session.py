@@ -6,9 +6,10 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, ScopeProvider
 
+from sessionfix.config import Settings
 from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 REPORT = Applicability.REPORT
 _SESSIONS = frozenset({
@@ -50,6 +51,11 @@ class ConcurrentSession(Rule):
     SUMMARY = "Report a session shared by concurrent tasks"
     APPLICABILITIES = (REPORT,)
     ORDER = 80
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Sites are asyncio.gather / create_task / ensure_future calls or a create_task/start_soon method."""
+        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS)
 
     def visit_Module(self, node: cst.Module) -> None:
         for found in m.findall(node, m.Call()):

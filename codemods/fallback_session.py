@@ -7,10 +7,14 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 
+from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis
+from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
 from sessionfix.model import Applicability
 from sessionfix.ownership import (
+    ASYNC_SESSIONS,
     ESCAPES,
+    SESSIONS,
     Flavour,
     accesses,
     close_line,
@@ -22,7 +26,7 @@ from sessionfix.ownership import (
     node_ids,
     wrap_in_finally,
 )
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
 
@@ -71,6 +75,13 @@ class FallbackSession(Rule):
     SUMMARY = "Close a fallback session only when the function made it"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 45
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Sites call a plain session factory (see sessionfix.ownership.factory_flavour)."""
+        factories = frozenset(settings.raw_factories) | {f for f in (settings.sync_factory,) if f}
+        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories,
+                              made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.IndentedBlock, _Edit] = {}

@@ -6,9 +6,10 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider
 
+from sessionfix.config import Settings
 from sessionfix.index import dotted_name, resolve_relative
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 REPORT = Applicability.REPORT
 _GUARDS = frozenset({"ImportError", "ModuleNotFoundError", "Exception", "BaseException"})
@@ -40,6 +41,11 @@ class MissingImport(Rule):
     SUMMARY = "Report imports of modules or names that do not exist"
     APPLICABILITIES = (REPORT,)
     ORDER = 100
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Only files with an import that may not resolve."""
+        return PrefilterNeeds(missing_imports=True)
 
     def _guarded(self, node: cst.CSTNode) -> bool:
         current: cst.CSTNode | None = node

@@ -8,9 +8,10 @@ from typing import Sequence
 
 from libcst.metadata import ParentNodeProvider, ScopeProvider
 
+from sessionfix.config import Settings
 from sessionfix.index import dotted_name, resolve_relative
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 SAFE, REPORT = Applicability.SAFE, Applicability.REPORT
 
@@ -43,6 +44,11 @@ class MissingModuleImport(Rule):
     SUMMARY = "Remove imports of raw session factories from modules that no longer exist"
     APPLICABILITIES = (SAFE, REPORT)
     ORDER = 90
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Every site is an import of a configured raw factory."""
+        return PrefilterNeeds(names=frozenset(settings.raw_factories))
 
     def visit_Module(self, node: cst.Module) -> None:
         self._dead_lines: set[cst.CSTNode] = set()

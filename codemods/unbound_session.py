@@ -7,9 +7,10 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import QualifiedNameProvider
 
+from sessionfix.config import Settings
 from sessionfix.model import Applicability
 from sessionfix.ownership import ASYNC_SESSIONS, SESSIONS, has_bind
-from sessionfix.rule import Expect, Invalid, Rule, Valid
+from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 UNSAFE, REPORT = Applicability.UNSAFE, Applicability.REPORT
 
@@ -40,6 +41,11 @@ class UnboundSession(Rule):
     SUMMARY = "Report Session() made with no bind; suggest the project's factory"
     APPLICABILITIES = (UNSAFE, REPORT)
     ORDER = 35
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Sites call SQLAlchemy's Session / AsyncSession class."""
+        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._replace: dict[cst.Call, str] = {}

@@ -9,10 +9,14 @@ import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider
 
+from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis, session_method
+from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
 from sessionfix.model import Applicability
 from sessionfix.ownership import (
+    ASYNC_SESSIONS,
     ESCAPES,
+    SESSIONS,
     Flavour,
     accesses,
     close_call,
@@ -27,7 +31,7 @@ from sessionfix.ownership import (
     node_ids,
     wrap_in_finally,
 )
-from sessionfix.rule import Expect, ImportPlan, Invalid, Rule, Valid, import_line
+from sessionfix.rule import Expect, ImportPlan, Invalid, PrefilterNeeds, Rule, Valid, import_line
 from sessionfix.sessionblock import plan_session_block
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
@@ -74,6 +78,13 @@ class UnclosedSession(Rule):
     SUMMARY = "Close sessions from plain factories on every path"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 50
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Sites call a plain session factory (see sessionfix.ownership.factory_flavour)."""
+        factories = frozenset(settings.raw_factories) | {f for f in (settings.sync_factory,) if f}
+        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories,
+                              made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.IndentedBlock, list[_Edit]] = {}

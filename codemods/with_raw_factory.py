@@ -6,9 +6,10 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 
+from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis, first_dirty_exit, session_method
 from sessionfix.model import Applicability
-from sessionfix.rule import Expect, ImportPlan, Invalid, Rule, Valid, import_line
+from sessionfix.rule import Expect, ImportPlan, Invalid, PrefilterNeeds, Rule, Valid, import_line
 from sessionfix.sessionblock import SessionBlockPlan, plan_session_block
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
@@ -50,6 +51,11 @@ class WithRawFactory(Rule):
     SUMMARY = "Use the project's session helper instead of a raw factory in `with`"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 20
+
+    @classmethod
+    def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
+        """Every site is a call or an import of a configured raw factory."""
+        return PrefilterNeeds(names=frozenset(settings.raw_factories))
 
     IS_ASYNC = False
 
