@@ -7,6 +7,7 @@ does not parse, an internal error). Errors are one line; `--debug` shows traceba
 from __future__ import annotations
 
 import dataclasses
+import os
 import enum
 import json
 import sys
@@ -26,6 +27,7 @@ from sessionfix.registry import RULES, find_rule, select_rules
 from sessionfix.report.diff import print_diff, unified_diff
 from sessionfix.report.records import record_line, results_json, summary_counts
 from sessionfix.session import Run, prepare
+from sessionfix.runner import DEBUG_ENV
 from sessionfix.source import write_atomic
 
 app = typer.Typer(
@@ -88,7 +90,10 @@ def _fail(err: Console, error: UserError | Exception, debug: bool) -> typer.Exit
     return typer.Exit(2)
 
 
-def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None) -> Run:
+def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None,
+         debug: bool = False) -> Run:
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # worker processes inherit it
     return prepare(list(paths or []), overrides, select_rules(select))
 
 
@@ -150,7 +155,8 @@ def diff(
     """
     out, err = _consoles(no_color)
     try:
-        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
+        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
+                   debug)
         results = list(_processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text))
     except UserError as error:
         raise _fail(err, error, debug)
@@ -199,7 +205,8 @@ def fix(
     """
     out, err = _consoles(no_color)
     try:
-        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select)
+        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
+                   debug)
         results = []
         for result in _processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text):
             if result.changed and result.new_source is not None and not branch_per_file:

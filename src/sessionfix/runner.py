@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import os
 import functools
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,10 @@ from sessionfix.model import Change, FileResult, Finding, Location
 from sessionfix.registry import RULES
 from sessionfix.rule import Rule
 from sessionfix.source import SourceError, parse, verify_rewrite
+
+
+#: set by `--debug` (and inherited by worker processes): internal errors raise instead
+DEBUG_ENV = "SESSIONFIX_DEBUG"
 
 
 class LineMap:
@@ -103,8 +108,11 @@ def process_source(
         except SkipFile:
             continue
         except Exception as exc:  # a bug in a rule must not cost the user their file
+            if os.environ.get(DEBUG_ENV):
+                raise
+            detail = (str(exc).strip().splitlines() or [""])[0][:160]
             result.error = (f"{job.display}: internal error in {rule_class.CODE} "
-                            f"({type(exc).__name__}: {exc}); file left unchanged")
+                            f"({type(exc).__name__}: {detail}); file left unchanged (--debug shows the traceback)")
             result.changes, result.findings = [], []
             return result
         lines = LineMap(original_code, current.code)

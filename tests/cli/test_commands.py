@@ -215,6 +215,13 @@ def test_internal_error_leaves_file_alone(job_project: Path, monkeypatch: pytest
     assert result.exit_code == 2
     assert "jobs.py: internal error in SF002 (RuntimeError: boom); file left unchanged" in result.stderr
     assert (job_project / "jobs.py").read_text() == JOB
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            CliRunner().invoke(app, ["fix", str(job_project), "--debug", "--jobs", "1", "--no-cache"],
+                               catch_exceptions=False)
+    finally:
+        os.environ.pop("SESSIONFIX_DEBUG", None)  # --debug sets it for worker processes
+    assert (job_project / "jobs.py").read_text() == JOB
 
 
 def test_rules_lists_and_documents() -> None:
