@@ -61,8 +61,10 @@ class AsyncRawFactory(WithRawFactory):
     back on error. A block that can leave work uncommitted (a write, a read that loads objects, a
     call that takes the session) would now be committed and its objects expired: *unsafe*. A
     helper whose exit cannot be analysed makes the swap and every removal *unsafe*, with the
-    reason. A sync `@contextmanager` helper, a call with arguments, a helper name already taken,
-    or a helper the project model cannot import is *reported*. Left alone: the helper's own
+    reason; so does one that swallows or replaces the block's exceptions (an `except` that does
+    not re-raise, `raise X from e`), which would hide them from the caller. A sync
+    `@contextmanager` helper, a call with arguments, a helper name already taken, or a helper
+    the project model cannot import is *reported*. Left alone: the helper's own
     body, a block that yields its session (a FastAPI dependency is itself a provider), and a raw
     factory imported under the helper's name (SF011 rewrites those).
     """
@@ -309,6 +311,42 @@ class AsyncRawFactory(WithRawFactory):
                          "async_session = async_sessionmaker()\nget_session = make_helper(async_session)\n",
             },
             options={"unsafe": True},
+        ),
+        Invalid(
+            id="swallowing-helper-is-unsafe",
+            before="""\
+                from src.db import async_session
+
+
+                async def save(item):
+                    async with async_session() as session:
+                        session.add(item)
+                        await session.commit()
+                """,
+            after=None,
+            expect=(Expect("SF010", "report", "swallows the caller's exception: src/db.py:14"),),
+            files={
+                **CLOSING_PROJECT,
+                "src/db.py": textwrap.dedent(
+                    """\
+                    from contextlib import asynccontextmanager
+
+                    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+                    async_session = async_sessionmaker(create_async_engine("sqlite+aiosqlite://"))
+
+
+                    @asynccontextmanager
+                    async def get_session():
+                        async with async_session() as session:
+                            try:
+                                yield session
+                                await session.commit()
+                            except Exception:
+                                await session.rollback()
+                    """
+                ),
+            },
         ),
         Invalid(
             id="sync-helper-is-reported",

@@ -14,6 +14,30 @@ from sessionfix.sessionblock import SessionBlockPlan, plan_session_block
 
 SAFE, UNSAFE, REPORT = Applicability.SAFE, Applicability.UNSAFE, Applicability.REPORT
 
+#: a helper that rolls back and logs but never re-raises: the caller would see success
+SWALLOWING_DB = """\
+import logging
+from contextlib import contextmanager
+
+from sqlalchemy.orm import sessionmaker
+
+SessionFactory = sessionmaker()
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def get_db_session_ctx():
+    session = SessionFactory()
+    try:
+        yield session
+        session.commit()
+    except Exception as e:
+        session.rollback()
+        logger.error("swallowed %s", e)
+    finally:
+        session.close()
+"""
+
 
 class WithRawFactory(Rule):
     """
@@ -42,8 +66,11 @@ class WithRawFactory(Rule):
     without it the helper would commit the partial work.
     A block that can leave work uncommitted (writes, reads that load objects, calls that take
     the session) would now be committed and its objects expired: *unsafe*, applied only with
-    `--unsafe`. A factory called with arguments, nested inside other context managers in the
-    same `with`, or whose helper name is taken is *reported* only.
+    `--unsafe`. The raw factory lets the block's exceptions reach the caller; a helper that
+    swallows them (an `except` that does not re-raise, an `__exit__` that returns True) or
+    replaces them (`raise DatabaseError(...) from e`) would change that, so any swap to it is
+    *unsafe*, with the helper's file:line. A factory called with arguments, nested inside other
+    context managers in the same `with`, or whose helper name is taken is *reported* only.
     """
 
     CODE = "SF002"
@@ -471,6 +498,30 @@ class WithRawFactory(Rule):
                 """,
             after=None,
             expect=(Expect("SF002", "report", "can leave work uncommitted"), Expect("SF001", "report", "")),
+        ),
+        Invalid(
+            id="swallowing-helper-is-unsafe",
+            before="""\
+                from core.db import SessionFactory as Session
+
+
+                def strict(work):
+                    with Session() as session:
+                        try:
+                            session.add(work)
+                            session.commit()
+                        except Exception:
+                            session.rollback()
+                            raise
+                """,
+            after=None,
+            expect=(Expect("SF002", "report", "swallows the caller's exception: core/db.py:16"),),
+            files={
+                "pyproject.toml": '[tool.sessionfix]\nsync-context = "core.db.get_db_session_ctx"\n'
+                                  'raw-factories = ["core.db.SessionFactory"]\n',
+                "core/__init__.py": "",
+                "core/db.py": SWALLOWING_DB,
+            },
         ),
         Invalid(
             id="arguments-are-reported",

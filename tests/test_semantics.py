@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sessionfix.index import ProjectIndex
-from sessionfix.model import HelperSemantics
+from sessionfix.model import Fact, HelperSemantics
 from sessionfix.semantics import analyse_factory_call, analyse_helper, describe
 
 SEED_000_DB = """\
@@ -134,7 +134,6 @@ def test_seed_000_plain_factory_through_a_local_variable_is_not_followed(tmp_pat
     assert result.kind == "factory"
     assert values(result) == (None, None, None)
     assert "cannot tell what factory is" in result.closes.evidence
-    assert not result.analysed
 
 
 def test_seed_002_helper_that_only_closes(tmp_path: Path) -> None:
@@ -291,6 +290,7 @@ def test_class_whose_exit_returns_true_swallows(tmp_path: Path) -> None:
     )
     assert values(result) == (True, True, False)
     assert "SWALLOWS" in result.rolls_back_on_error.evidence
+    assert result.propagates_errors == Fact(False, "swallows the caller's exception: core/db.py:17: __exit__ returns True")
 
 
 def test_class_exit_reading_other_state_is_not_decided(tmp_path: Path) -> None:
@@ -411,6 +411,9 @@ def test_helper_that_swallows_exceptions(tmp_path: Path) -> None:
     assert values(result) == (True, True, True)
     assert "does not re-raise: the helper SWALLOWS the caller's exception" in result.rolls_back_on_error.evidence
     assert "not safe to substitute" in result.rolls_back_on_error.evidence
+    assert result.propagates_errors == Fact(
+        False, "swallows the caller's exception: core/db.py:15: `except Exception` does not re-raise"
+    )
 
 
 def test_handler_that_raises_something_else_is_noted(tmp_path: Path) -> None:
@@ -429,6 +432,160 @@ def test_handler_that_raises_something_else_is_noted(tmp_path: Path) -> None:
     )
     assert values(result) == (False, True, True)
     assert "raises RuntimeError(...) instead of the caller's exception" in result.rolls_back_on_error.evidence
+    assert result.propagates_errors == Fact(
+        False, "replaces the caller's exception: core/db.py:16: `except Exception` raises RuntimeError(...) instead"
+    )
+
+
+# -- does the caller's exception reach the caller unchanged? ------------------------------------
+
+PROPAGATION_HANDLER = """
+    @contextmanager
+    def helper():
+        session = SessionLocal()
+        try:
+            yield session
+            session.commit()
+        except Exception as exc:
+            session.rollback()
+            {raise_}
+        finally:
+            session.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("raise_", "expected"),
+    [
+        ("raise", Fact(True, "core/db.py:17: re-raises")),
+        ("raise exc", Fact(True, "core/db.py:17: re-raises")),
+        ("raise exc from None", Fact(True, "core/db.py:17: re-raises")),
+        (
+            "raise RuntimeError('db') from exc",
+            Fact(False, "replaces the caller's exception: core/db.py:17: `except Exception` raises RuntimeError(...) instead"),
+        ),
+        (
+            "raise RuntimeError('db')",
+            Fact(False, "replaces the caller's exception: core/db.py:17: `except Exception` raises RuntimeError(...) instead"),
+        ),
+        (
+            "if exc.args:\n                raise",
+            Fact(False, "swallows the caller's exception: core/db.py:15: `except Exception` may not re-raise"),
+        ),
+    ],
+    ids=["bare", "same-name", "same-name-from", "wraps", "replaces", "sometimes"],
+)
+def test_propagation_through_an_except(tmp_path: Path, raise_: str, expected: Fact) -> None:
+    result = sync_helper(tmp_path, PROPAGATION_HANDLER.format(raise_=raise_))
+    assert result.propagates_errors == expected
+    assert result.rolls_back_on_error.value is True
+
+
+def test_helper_without_a_handler_propagates(tmp_path: Path) -> None:
+    result = analyse(tmp_path, "src.db.get_session", **{"src/db.py": ASYNC_DB})
+    assert result.propagates_errors.value is True
+    assert result.analysed
+
+
+def test_return_in_finally_swallows(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        @contextmanager
+        def helper():
+            session = SessionLocal()
+            try:
+                yield session
+                session.commit()
+            finally:
+                session.close()
+                return
+        """,
+    )
+    assert result.propagates_errors == Fact(
+        False, "swallows the caller's exception: core/db.py:17: `return` in `finally` discards the caller's exception"
+    )
+
+
+def test_helper_built_on_a_swallowing_helper_swallows(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        class Quiet:
+            def __enter__(self):
+                self.session = SessionLocal()
+                return self.session
+
+            def __exit__(self, exc_type, exc, tb):
+                self.session.close()
+                return True
+
+
+        @contextmanager
+        def helper():
+            with Quiet() as session:
+                yield session
+        """,
+    )
+    assert result.propagates_errors.value is False
+    assert "core/db.py:21: with Quiet() as session: swallows the caller's exception: core/db.py:16: __exit__ returns True" in (
+        result.propagates_errors.evidence
+    )
+
+
+def test_class_exit_that_passes_errors_on(tmp_path: Path) -> None:
+    result = sync_helper(
+        tmp_path,
+        """
+        class Tx:
+            def __enter__(self):
+                self.session = SessionLocal()
+                return self.session
+
+            def __exit__(self, exc_type, exc, tb):
+                if exc_type is not None:
+                    self.session.rollback()
+                    return False
+                self.session.commit()
+                self.session.close()
+        """,
+        name="Tx",
+    )
+    assert result.propagates_errors.value is True
+    assert "core/db.py:14: __exit__ returns nothing true" in result.propagates_errors.evidence
+
+
+@pytest.mark.parametrize(
+    ("returned", "value", "evidence"),
+    [
+        ("raise RuntimeError('db') from exc", False,
+         "replaces the caller's exception: core/db.py:17: __exit__ raises RuntimeError(...) instead"),
+        ("return self.quiet", None, "may swallow the caller's exception: core/db.py:17: __exit__ returns self.quiet"),
+    ],
+    ids=["raises-another", "returns-unknown"],
+)
+def test_class_exit_that_may_not_pass_errors_on(tmp_path: Path, returned: str, value: bool | None, evidence: str) -> None:
+    body = f"""
+        class Tx:
+            def __enter__(self):
+                self.session = SessionLocal()
+                return self.session
+
+            def __exit__(self, exc_type, exc, tb):
+                self.session.close()
+                if exc is not None:
+                    {returned}
+        """
+    result = sync_helper(tmp_path, body, name="Tx")
+    assert result.propagates_errors.value is value
+    assert result.propagates_errors.evidence.startswith(evidence)
+
+
+def test_sessionmaker_and_begin_propagate(tmp_path: Path) -> None:
+    maker = analyse(tmp_path, "src.db.async_session", **{"src/db.py": ASYNC_DB})
+    begun = analyse_factory_call(ProjectIndex(tmp_path), "src.db.async_session", "begin")
+    assert (maker.propagates_errors.value, begun.propagates_errors.value) == (True, True)
+    assert "re-raises the caller's exception" in begun.propagates_errors.evidence
 
 
 def test_narrow_handler_rolls_back_only_some_errors(tmp_path: Path) -> None:
@@ -542,7 +699,6 @@ def test_helpers_it_cannot_analyse(tmp_path: Path, body: str, reason: str) -> No
     assert result.kind == "unknown"
     assert values(result) == (None, None, None)
     assert reason in result.closes.evidence
-    assert not result.analysed
 
 
 @pytest.mark.parametrize(
@@ -612,6 +768,7 @@ def test_describe_rows(tmp_path: Path) -> None:
         ("commits on exit", "no"),
         ("rolls back on error", "no"),
         ("closes", "yes"),
+        ("re-raises errors", "yes"),
     ]
     assert rows[0][2] == "src/db.py:10"
     assert rows[3][2] == result.closes.evidence

@@ -426,8 +426,10 @@ def _run_try(ctx: Context, statement: cst.Try, label: str, sure: bool) -> Run:
 @dataclass
 class ErrorPath:
     effects: list[Effect]
-    outcome: Literal["propagates", "swallows", "may-swallow"]
+    #: "replaces": an `except` raises another exception (`raise X from e`) instead of the caller's
+    outcome: Literal["propagates", "replaces", "swallows", "may-swallow"]
     notes: list[str]
+    why: tuple[str, ...] = ()  # file:line of what swallows or replaces the exception on this path
 
 
 class GeneratorWalk:
@@ -491,32 +493,70 @@ class GeneratorWalk:
             taken = effects + run.effects
             raises = [e for e in run.exits if isinstance(e, cst.Raise)]
             path_notes = list(notes)
+            replacing: list[str] = []
             for statement in raises:
-                if statement.exc is not None and dotted_name(statement.exc) != name:
+                # `raise e` of the caught name (with or without `from`) re-raises the same object
+                if statement.exc is not None and (name is None or dotted_name(statement.exc) != name):
                     raised = mod.show(statement.exc)
                     path_notes.append(f"{mod.where(statement)}: raises {raised} instead of the caller's exception")
+                    replacing.append(f"{mod.where(statement)}: {what} raises {raised} instead")
                 else:
                     path_notes.append(f"{mod.where(statement)}: re-raises")
             leaving = taken + self._leave(frame, error=True)
             if not run.falls and len(raises) == len(run.exits):
-                paths.extend(self.raise_at(depth - 1, leaving, path_notes))
+                found = self.raise_at(depth - 1, leaving, path_notes)
+                paths.extend(_replaced(found, replacing) if replacing else found)
             else:
                 verb = "may not re-raise" if raises else "does not re-raise"
                 path_notes.append(
                     f"{mod.where(handler)}: {what} {verb}: the helper SWALLOWS the caller's exception, "
                     "so it is not safe to substitute for anything"
                 )
+                why = (f"{mod.where(handler)}: {what} {verb}",)
                 if raises:
-                    paths.extend(
-                        replace(p, outcome="may-swallow") for p in self.raise_at(depth - 1, leaving, path_notes)
-                    )
+                    found = self.raise_at(depth - 1, leaving, path_notes)
+                    paths.extend(replace(p, outcome="may-swallow", why=p.why + why) for p in found)
                 rest = self.after(depth - 1, falls=run.falls, exited=bool(run.exits))
-                paths.append(ErrorPath(leaving + rest, "swallows", path_notes))
+                paths.append(ErrorPath(leaving + rest, "swallows", path_notes, why))
             if caught_all:
                 break
         if not caught_all:
             paths.extend(self.raise_at(depth - 1, effects + self._leave(frame, error=True), notes))
         return paths
+
+    def suppressors(self) -> tuple[list[str], list[str]]:
+        """What around the yield stops the caller's exception whatever the handlers do.
+
+        (surely, maybe): a `finally` that returns discards the exception (surely), one that
+        raises may replace it (maybe); so does a `with` that binds the session and whose exit
+        swallows (surely) or may (maybe). Every error path leaves through these frames.
+        """
+        mod = self.ctx.mod
+        surely: list[str] = []
+        maybe: list[str] = []
+        for frame in self.path[1:]:
+            owner = frame.owner
+            if isinstance(owner, cst.Try) and owner.finalbody is not None:
+                final = run_block(self.ctx, block_of(owner.finalbody.body), "in `finally`")
+                for statement in final.exits:
+                    if isinstance(statement, cst.Return):
+                        surely.append(f"{mod.where(statement)}: `return` in `finally` discards the caller's exception")
+                    elif statement.exc is not None:
+                        maybe.append(f"{mod.where(statement)}: `finally` may raise {mod.show(statement.exc)} instead")
+            if not isinstance(owner, cst.With):
+                continue
+            for item in owner.items:
+                target = item.asname.name if item.asname is not None else None
+                if not isinstance(target, (cst.Name, cst.Attribute)) or dotted_name(target) != self.ctx.receiver:
+                    continue
+                if not isinstance(item.item, cst.Call):
+                    maybe.append(f"{mod.where(item.item)}: cannot tell whether {mod.show(item.item)} re-raises")
+                    continue
+                fact = self.call_semantics(mod, item.item).propagates_errors
+                if fact.value is not True:
+                    prefix = f"{mod.where(item.item)}: with {mod.show(item.item)} as {self.ctx.receiver}: "
+                    (surely if fact.value is False else maybe).append(prefix + fact.evidence)
+        return surely, maybe
 
     def _catches_all(self, handler: cst.ExceptHandler) -> bool:
         if handler.type is None:
@@ -592,6 +632,56 @@ def error_fact(errors: list[ErrorPath], closes_somewhere: bool, location: str, s
     if notes:
         fact = Fact(fact.value, f"{fact.evidence}; {'; '.join(notes)}")
     return fact
+
+
+def _replaced(paths: list[ErrorPath], why: list[str]) -> list[ErrorPath]:
+    why_ = tuple(why)
+    return [replace(p, outcome="replaces", why=p.why + why_) if p.outcome == "propagates" else p for p in paths]
+
+
+def propagation_fact(errors: list[ErrorPath], suppressors: tuple[list[str], list[str]], location: str) -> Fact:
+    """True when the caller's exception leaves the helper unchanged on every path."""
+    surely, maybe = suppressors
+    swallowing = [w for p in errors if p.outcome in ("swallows", "may-swallow") for w in p.why] + surely
+    if swallowing:
+        return Fact(False, "swallows the caller's exception: " + "; ".join(dict.fromkeys(swallowing)))
+    replacing = [w for p in errors if p.outcome == "replaces" for w in p.why]
+    if replacing:
+        return Fact(False, "replaces the caller's exception: " + "; ".join(dict.fromkeys(replacing)))
+    if maybe:
+        return Fact(None, "may not re-raise the caller's exception: " + "; ".join(dict.fromkeys(maybe)))
+    reraises = list(dict.fromkeys(n for p in errors for n in p.notes))
+    if reraises:
+        return Fact(True, "; ".join(reraises))
+    return Fact(True, f"{location}: nothing around the yield catches the caller's exception")
+
+
+def exit_propagation_fact(ctx: Context, exit_name: str, error: Run, where: str) -> Fact:
+    """__exit__ with an exception: a truthy return swallows it, `raise X` replaces it."""
+    mod = ctx.mod
+    swallows: list[str] = []
+    unsure: list[str] = []
+    replaces: list[str] = []
+    for statement in error.exits:
+        if isinstance(statement, cst.Raise):
+            exc = statement.exc
+            if exc is not None and not (isinstance(exc, cst.Name) and exc.value in ctx.exc_params):
+                replaces.append(f"{mod.where(statement)}: {exit_name} raises {mod.show(exc)} instead")
+            continue
+        value = statement.value
+        if value is None or m.matches(value, m.Name("False") | m.Name("None")):
+            continue
+        if m.matches(value, m.Name("True")):
+            swallows.append(f"{mod.where(statement)}: {exit_name} returns True")
+        elif _effect(ctx, value, "", True) is None:
+            unsure.append(f"{mod.where(statement)}: {exit_name} returns {mod.show(value)}, which may be true")
+    if swallows:
+        return Fact(False, "swallows the caller's exception: " + "; ".join(swallows))
+    if replaces:
+        return Fact(False, "replaces the caller's exception: " + "; ".join(replaces))
+    if unsure:
+        return Fact(None, "may swallow the caller's exception: " + "; ".join(unsure))
+    return Fact(True, f"{where}: {exit_name} returns nothing true and raises nothing else: the exception propagates")
 
 
 def swallows_in_exit(ctx: Context, exit_name: str, error: Run) -> str:

@@ -100,7 +100,16 @@ class HelperSemantics:
     rolls_back_on_error: Fact
     closes: Fact
     location: str = ""  # file:line of the definition
+    #: the caller's exception leaves the block unchanged on every path (bare `raise` / `raise e`);
+    #: False when some path swallows it or raises another one instead. A swap to a helper that does
+    #: not propagate changes what the caller sees, so it is never safe. Unknown unless analysed.
+    propagates_errors: Fact = Fact(None, "whether the helper re-raises the caller's exception was not analysed")
 
     @property
     def analysed(self) -> bool:
-        return None not in (self.commits_on_exit.value, self.rolls_back_on_error.value, self.closes.value)
+        return None not in (
+            self.commits_on_exit.value,
+            self.rolls_back_on_error.value,
+            self.closes.value,
+            self.propagates_errors.value,
+        )

@@ -32,9 +32,11 @@ from sessionfix.exitpaths import (
     close_fact,
     effects_fact,
     error_fact,
+    exit_propagation_fact,
     locate,
     merge_facts,
     normal_fact,
+    propagation_fact,
     returns_of,
     run_block,
     swallows_in_exit,
@@ -86,6 +88,7 @@ def describe(semantics: HelperSemantics) -> list[tuple[str, str, str]]:
         ("commits on exit", semantics.commits_on_exit),
         ("rolls back on error", semantics.rolls_back_on_error),
         ("closes", semantics.closes),
+        ("re-raises errors", semantics.propagates_errors),
     ):
         rows.append((label, {True: "yes", False: "no", None: "unknown"}[fact.value], fact.evidence))
     return rows
@@ -231,7 +234,7 @@ class HelperAnalyser:
         returns = returns_of(fn)
         if not returns:
             return _unknown(dotted, f"{location}: {fn.name.value} returns nothing", location)
-        facts: list[tuple[Fact, Fact, Fact]] = []
+        facts: list[_Facts] = []
         for ret in returns:
             if not isinstance(ret.value, cst.Call):
                 what = mod.show(ret.value) if ret.value else "None"
@@ -239,8 +242,8 @@ class HelperAnalyser:
                 return _unknown(dotted, why, location, "factory")
             inner = self._call(mod, ret.value)
             facts.append(_prefixed(f"{mod.where(ret)}: returns {mod.show(ret.value)}; ", _facts(inner)))
-        commits, rolls, closes = (merge_facts([f[i] for f in facts]) for i in range(3))
-        return HelperSemantics(dotted, "factory", commits, rolls, closes, location)
+        commits, rolls, closes, propagates = (merge_facts([f[i] for f in facts]) for i in range(4))
+        return HelperSemantics(dotted, "factory", commits, rolls, closes, location, propagates)
 
     def _generator(
         self, dotted: str, mod: ModuleView, fn: cst.FunctionDef, kind: str, yields: list[cst.Yield], location: str
@@ -277,6 +280,7 @@ class HelperAnalyser:
             error_fact(errors, closes_somewhere=any_effect(normal, "close"), location=location, session=session),
             close_fact(normal, [p.effects for p in errors], f"{location}: {session} is never closed"),
             location,
+            propagation_fact(errors, walk.suppressors(), location),
         )
 
     # -- classes ------------------------------------------------------------------------------
@@ -297,8 +301,8 @@ class HelperAnalyser:
             if isinstance(result, str):
                 return _unknown(dotted, result, location, "class")
         facts = [r for r in results if not isinstance(r, str)]
-        commits, rolls, closes = (merge_facts([f[i] for f in facts]) for i in range(3))
-        return HelperSemantics(dotted, "class", commits, rolls, closes, location)
+        commits, rolls, closes, propagates = (merge_facts([f[i] for f in facts]) for i in range(4))
+        return HelperSemantics(dotted, "class", commits, rolls, closes, location, propagates)
 
     def _hierarchy(self, mod: ModuleView, cls: cst.ClassDef, depth: int = 0) -> _Hierarchy:
         """The dunder methods a project class has or inherits from project bases."""
@@ -330,7 +334,7 @@ class HelperAnalyser:
 
     def _exit_facts(
         self, mod: ModuleView, cls: cst.ClassDef, hierarchy: _Hierarchy, flavour: _SessionBase
-    ) -> tuple[Fact, Fact, Fact] | str:
+    ) -> _Facts | str:
         """Read __exit__ (sync) or __aexit__ (async): what runs with and without an exception."""
         enter_name, exit_name = ("__enter__", "__exit__") if flavour == "sync" else ("__aenter__", "__aexit__")
         found = hierarchy.methods.get(exit_name)
@@ -359,7 +363,8 @@ class HelperAnalyser:
         if notes:
             rolls = Fact(rolls.value, f"{rolls.evidence}; {notes}")
         closes = close_fact(normal.effects, [error.effects], f"{where}: {exit_name} never closes {receiver}")
-        return commits, rolls, closes
+        propagates = exit_propagation_fact(replace(base, error=True), exit_name, error, where)
+        return commits, rolls, closes, propagates
 
     def _receiver(self, hierarchy: _Hierarchy, enter_name: str) -> tuple[str, ...] | str:
         """Which attribute of self __enter__ hands out: () for self, ("session",) for self.session."""
@@ -433,8 +438,10 @@ class HelperAnalyser:
         result = self._exit_facts(class_mod, node, hierarchy, flavour)
         if isinstance(result, str):
             return _unknown(dotted, result, location, "sessionmaker")
-        commits, rolls, closes = _prefixed(f"{location}: class_={node.name.value} overrides {exit_name}; ", result)
-        return HelperSemantics(dotted, "sessionmaker", commits, rolls, closes, location)
+        commits, rolls, closes, propagates = _prefixed(
+            f"{location}: class_={node.name.value} overrides {exit_name}; ", result
+        )
+        return HelperSemantics(dotted, "sessionmaker", commits, rolls, closes, location, propagates)
 
     def _begin(self, dotted: str, base: str) -> HelperSemantics:
         maker = self.analyse(base)
@@ -447,7 +454,11 @@ class HelperAnalyser:
             True, f"{where}: {short}.begin() commits when the block succeeds (sessionmaker.begin() wraps Session.begin())"
         )
         rolls = Fact(True, f"{where}: {short}.begin() rolls back when the block raises, then re-raises")
-        return HelperSemantics(dotted, "sessionmaker.begin", commits, rolls, maker.closes, where)
+        if maker.propagates_errors.value is not True:  # a class_ whose __exit__ swallows
+            propagates = maker.propagates_errors
+        else:
+            propagates = Fact(True, f"{where}: {short}.begin() re-raises the caller's exception after the rollback")
+        return HelperSemantics(dotted, "sessionmaker.begin", commits, rolls, maker.closes, where, propagates)
 
 
 @dataclass
@@ -465,18 +476,22 @@ _DUNDERS = frozenset({"__enter__", "__exit__", "__aenter__", "__aexit__"})
 
 
 def _unknown(name: str, why: str, location: str = "", kind: str = "unknown") -> HelperSemantics:
-    """Three undecided facts that all say why; `kind` stays when only the body defeats us."""
+    """Four undecided facts that all say why; `kind` stays when only the body defeats us."""
     fact = Fact(None, why)
-    return HelperSemantics(name, kind, fact, fact, fact, location)
+    return HelperSemantics(name, kind, fact, fact, fact, location, fact)
 
 
-def _facts(semantics: HelperSemantics) -> tuple[Fact, Fact, Fact]:
-    return semantics.commits_on_exit, semantics.rolls_back_on_error, semantics.closes
+#: commits_on_exit, rolls_back_on_error, closes, propagates_errors
+_Facts = tuple[Fact, Fact, Fact, Fact]
 
 
-def _prefixed(prefix: str, facts: tuple[Fact, Fact, Fact]) -> tuple[Fact, Fact, Fact]:
-    commits, rolls, closes = (Fact(f.value, prefix + f.evidence) for f in facts)
-    return commits, rolls, closes
+def _facts(semantics: HelperSemantics) -> _Facts:
+    return semantics.commits_on_exit, semantics.rolls_back_on_error, semantics.closes, semantics.propagates_errors
+
+
+def _prefixed(prefix: str, facts: _Facts) -> _Facts:
+    commits, rolls, closes, propagates = (Fact(f.value, prefix + f.evidence) for f in facts)
+    return commits, rolls, closes, propagates
 
 
 def _session_class(dotted: str, target: str) -> HelperSemantics:
@@ -489,6 +504,7 @@ def _session_class(dotted: str, target: str) -> HelperSemantics:
         Fact(False, f"{short}.{method} never commits (SQLAlchemy)"),
         Fact(False, f"{short}.{method} issues no rollback(); close() discards uncommitted work implicitly"),
         Fact(True, f"{short}.{method} calls close() (SQLAlchemy)"),
+        propagates_errors=Fact(True, f"{short}.{method} returns None: the caller's exception propagates (SQLAlchemy)"),
     )
 
 
@@ -509,4 +525,5 @@ def _maker_semantics(dotted: str, location: str, maker: str, flavour: _SessionBa
         ),
         Fact(True, f"{location}: {maker}: {session}.{method} calls close()"),
         location,
+        Fact(True, f"{location}: {maker}: {session}.{method} returns None, so the caller's exception propagates"),
     )

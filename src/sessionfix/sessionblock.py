@@ -178,6 +178,20 @@ def plan_session_block(
     if session is not None and _reassigns(body, session):
         plan.refusal = f"'{session}' is rebound inside the block; left for review"
         return plan
+    passes = semantics.propagates_errors
+    if passes.value is False or (passes.value is None and semantics.commits_on_exit.value is not None):
+        # The raw factory lets the block's exceptions through; a helper that swallows or replaces
+        # them changes what the caller sees, whatever else the swap does (an unanalysed helper
+        # is made unsafe below). Plan as if it passed them on, and make every part of it unsafe.
+        assumed = replace(semantics, propagates_errors=Fact(True, "assumed"))
+        plan = plan_session_block(rule, body, session, helper=helper, is_async=is_async, semantics=assumed)
+        if plan.refusal is None:
+            verdict = "may not re-raise" if passes.value is None else "does not re-raise"
+            why = (f"{short} {verdict} the block's exceptions unchanged ({passes.evidence}), "
+                   "so they would no longer reach the caller as they are")
+            plan.applicability = Applicability.UNSAFE
+            plan.reason = f"{why}; {plan.reason}" if plan.reason else why
+        return plan
     commits = semantics.commits_on_exit.value
     rolls_back = semantics.rolls_back_on_error.value
     if commits is None:

@@ -69,13 +69,14 @@ def test_helper_that_commits(async_project: Path) -> None:
     assert found["facts"]["rolls_back_on_error"]["value"] is True
     assert found["facts"]["rolls_back_on_error"]["evidence"].startswith("src/db.py:23: await session.rollback()")
     assert found["facts"]["closes"]["value"] is True
+    assert found["facts"]["propagates_errors"] == {"value": True, "evidence": "src/db.py:24: re-raises"}
 
 
 def test_helper_that_only_closes(async_project: Path) -> None:
     found = facts(async_project, "src.db.get_session")
     assert (found["kind"], found["location"]) == ("asynccontextmanager", "src/db.py:11")
     values = {key: fact["value"] for key, fact in found["facts"].items()}
-    assert values == {"commits_on_exit": False, "rolls_back_on_error": False, "closes": True}
+    assert values == {"commits_on_exit": False, "rolls_back_on_error": False, "closes": True, "propagates_errors": True}
     assert "AsyncSession.__aexit__ calls close()" in found["facts"]["closes"]["evidence"]
 
 
@@ -92,7 +93,7 @@ def test_text_table_names_every_fact_and_its_line(async_project: Path) -> None:
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())  # type: ignore[attr-defined]
     for expected in ("async-context", "src.db.get_tx", "asynccontextmanager", "commits on exit",
-                     "rolls back on error", "closes", "src/db.py:21", "sync-context", "not configured"):
+                     "rolls back on error", "closes", "re-raises errors", "src/db.py:21", "sync-context", "not configured"):
         assert expected in text, expected
 
 

@@ -49,7 +49,8 @@ def as_json(derived: List[Tuple[str, Optional[HelperSemantics]]]) -> Dict[str, A
                 key: {"value": fact.value, "evidence": fact.evidence}
                 for key, fact in (("commits_on_exit", semantics.commits_on_exit),
                                   ("rolls_back_on_error", semantics.rolls_back_on_error),
-                                  ("closes", semantics.closes))
+                                  ("closes", semantics.closes),
+                                  ("propagates_errors", semantics.propagates_errors))
             },
         })
     return {"helpers": helpers}
