@@ -99,10 +99,11 @@ def encode_result(result: FileResult) -> dict[str, Any]:
 
 def decode_result(data: dict[str, Any], path: Path, display: str, original: bytes) -> FileResult:
     result = FileResult(path, display, original)
-    result.changes = [Change(rule, Location(p, line, col), Applicability(app), reason)
-                      for rule, p, line, col, app, reason in data["changes"]]
-    result.findings = [Finding(rule, Location(p, line, col), message, category, Applicability(fix) if fix else None)
-                       for rule, p, line, col, message, category, fix in data["findings"]]
+    # Records belong to this file: show them under the path this run uses (the cwd may differ).
+    result.changes = [Change(rule, Location(display, line, col), Applicability(app), reason)
+                      for rule, _, line, col, app, reason in data["changes"]]
+    result.findings = [Finding(rule, Location(display, line, col), message, category, Applicability(fix) if fix else None)
+                       for rule, _, line, col, message, category, fix in data["findings"]]
     result.new_source = base64.b64decode(data["new"]) if data["new"] is not None else None
     result.error = data["error"]
     return result

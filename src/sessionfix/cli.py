@@ -26,7 +26,7 @@ from sessionfix.model import FileResult
 from sessionfix.registry import RULES, find_rule, select_rules
 from sessionfix.report.diff import print_diff, unified_diff
 from sessionfix.report.records import record_line, results_json, summary_counts
-from sessionfix.session import Run, prepare
+from sessionfix.session import Run, prepare, prepare_all
 from sessionfix.runner import DEBUG_ENV
 from sessionfix.source import write_atomic
 
@@ -97,6 +97,18 @@ def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[st
     return prepare(list(paths or []), overrides, select_rules(select))
 
 
+def _runs(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None,
+          debug: bool = False) -> list[Run]:
+    """diff/fix: one run per project under the given paths (see session.prepare_all)."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    return prepare_all(list(paths or []), overrides, select_rules(select))
+
+
+def _process_all(runs: list[Run], err: Console, jobs: int | None, no_cache: bool, show: bool) -> list[FileResult]:
+    return [result for run in runs for result in _processed(_engine(run, err, jobs, no_cache), err, show)]
+
+
 def _engine(run: Run, err: Console, jobs: int | None, no_cache: bool) -> Run:
     """diff/fix: the prefilter, worker processes, the cache, and no bytes kept for unchanged files."""
     from sessionfix.parallel import default_jobs
@@ -155,9 +167,9 @@ def diff(
     """
     out, err = _consoles(no_color)
     try:
-        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
-                   debug)
-        results = list(_processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text))
+        runs = _runs(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
+                     debug)
+        results = _process_all(runs, err, jobs, no_cache, format is OutputFormat.text)
     except UserError as error:
         raise _fail(err, error, debug)
     diffs = {r.display_path: unified_diff(r) for r in results if r.changed}
@@ -205,10 +217,12 @@ def fix(
     """
     out, err = _consoles(no_color)
     try:
-        run = _run(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
-                   debug)
+        runs = _runs(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
+                     debug)
         results = []
-        for result in _processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text):
+        streamed = (result for run in runs
+                    for result in _processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text))
+        for result in streamed:
             if result.changed and result.new_source is not None and not branch_per_file:
                 try:
                     write_atomic(result.path, result.new_source)
@@ -217,7 +231,7 @@ def fix(
                     result.new_source = None
             results.append(result)
         if branch_per_file:
-            _branches(out, err, run, results, base=base, prefix=branch_prefix, group_by=group_by.value,
+            _branches(out, err, runs[0], results, base=base, prefix=branch_prefix, group_by=group_by.value,
                       force=force, as_json=format is OutputFormat.json)
     except UserError as error:
         raise _fail(err, error, debug)

@@ -49,9 +49,10 @@ class LineMap:
         return max(1, self.original_count)
 
 
-def _remap(record: Change | Finding, lines: LineMap) -> Change | Finding:
+def _remap(record: Change | Finding, lines: LineMap, path: str) -> Change | Finding:
+    """Back to original line numbers, and to the path as this run shows it."""
     location = record.location
-    return replace(record, location=Location(location.path, lines(location.line), location.column))
+    return replace(record, location=Location(path, lines(location.line), location.column))
 
 
 @contextlib.contextmanager
@@ -117,7 +118,7 @@ def process_source(
             return result
         lines = LineMap(original_code, current.code)
         for record in rule.records:
-            mapped = _remap(record, lines)
+            mapped = _remap(record, lines, job.display)
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
         if not rewritten.deep_equals(current):
             current = rewritten  # else keep the tree whose metadata the next rule can reuse

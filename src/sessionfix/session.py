@@ -9,13 +9,15 @@ never parsed. Results come back in file order whatever the number of jobs.
 from __future__ import annotations
 
 import sys
+
+import pathspec
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from sessionfix import __version__
 from sessionfix.cache import CACHE_DIR, ResultCache, TrackingIndex, decode_result, digest, read_json, run_key, write_json
-from sessionfix.config import ProjectConfig, Settings, declared_dependencies, load_config
+from sessionfix.config import ProjectConfig, Settings, declared_dependencies, find_pyproject, load_config
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult
@@ -67,7 +69,12 @@ class Run:
     _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
 
     def display(self, path: Path) -> str:
-        return self.project.display(path)
+        """Relative to the current directory when under it (diff headers apply from there),
+        else relative to the project root."""
+        try:
+            return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return self.project.display(path)
 
     # -- the first pass ---------------------------------------------------------------------
 
@@ -201,15 +208,69 @@ class Run:
         return decode_result(data, job.path, job.display, original)
 
 
-def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> Run:
-    """Load config, apply CLI overrides, check helpers resolve, and find the files."""
-    targets = list(paths) or [Path.cwd()]
-    config = load_config(targets[0])
+def _run_for(config: ProjectConfig, overrides: dict[str, object], files: list[Path],
+             rules: Sequence[type[Rule]], targets: list[Path]) -> Run:
     settings = config.settings.with_overrides(**overrides)
     project = TrackingIndex(config.root, declared=declared_dependencies(config.pyproject))
     for option, attribute in HELPER_OPTIONS:
         value = getattr(settings, attribute)
         if value is not None:
             project.require(option, value)
-    files = discover(targets, config.root, settings.exclude)
     return Run(config, settings, project, files, rules, targets=targets)
+
+
+def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> Run:
+    """Load config, apply CLI overrides, check helpers resolve, and find the files."""
+    targets = list(paths) or [Path.cwd()]
+    config = load_config(targets[0])
+    settings = config.settings.with_overrides(**overrides)
+    files = discover(targets, config.root, settings.exclude)
+    return _run_for(config, overrides, files, rules, targets)
+
+
+def prepare_all(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> list[Run]:
+    """One run per project: every file is handled with the nearest pyproject.toml above it.
+
+    `sessionfix diff examples/` (or a monorepo root) thus uses each sub-project's own
+    [tool.sessionfix], module roots and excludes; every helper is validated before any run.
+    """
+    targets = list(paths) or [Path.cwd()]
+    groups: dict[Path, tuple[ProjectConfig, list[Path], list[Path]]] = {}
+    nearest: dict[Path, Path | None] = {}
+
+    def config_of(directory: Path) -> Path | None:
+        if directory not in nearest:
+            nearest[directory] = find_pyproject(directory)
+        return nearest[directory]
+
+    for target in targets:
+        outer = load_config(target)
+        settings = outer.settings.with_overrides(**overrides)
+        for file in discover([target], outer.root, settings.exclude):
+            pyproject = config_of(file.parent)
+            if pyproject is not None and pyproject != outer.pyproject and pyproject.parent.is_relative_to(outer.root):
+                key = pyproject
+            else:
+                key = outer.pyproject or outer.root
+            if key not in groups:
+                config = outer if key == (outer.pyproject or outer.root) else load_config(key.parent)
+                groups[key] = (config, [], [])
+            config, files, seen_targets = groups[key]
+            if key != (outer.pyproject or outer.root) and _excluded(file, config, overrides):
+                continue
+            files.append(file)
+            if target not in seen_targets:
+                seen_targets.append(target)
+    if not groups:
+        return [prepare(targets, overrides, rules)]
+    return [_run_for(config, overrides, sorted(set(files)), rules, seen)
+            for config, files, seen in groups.values()]
+
+
+def _excluded(file: Path, config: ProjectConfig, overrides: dict[str, object]) -> bool:
+    """A nested project's own `exclude` patterns, applied to its files."""
+    patterns = config.settings.with_overrides(**overrides).exclude
+    if not patterns:
+        return False
+    spec = pathspec.GitIgnoreSpec.from_lines(list(patterns))
+    return spec.match_file(file.resolve().relative_to(config.root).as_posix())

@@ -261,3 +261,24 @@ def test_sync_example_diff_fix_diff(tmp_path: Path) -> None:
     assert fixed.exit_code in (0, 1), fixed.stderr
     after = invoke("diff", str(example))
     assert after.exit_code == 0 and after.stdout == ""
+
+
+def test_each_project_uses_its_own_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory holding several projects: every file gets its nearest pyproject.toml."""
+    write_project(tmp_path / "one", **{"jobs.py": JOB})
+    write_project(
+        tmp_path / "two",
+        {
+            "pyproject.toml": '[tool.sessionfix]\nsync-context = "db.ctx"\nraw-factories = ["legacy.Maker"]\n',
+            "db.py": "from contextlib import contextmanager\n\n\n@contextmanager\ndef ctx():\n    yield None\n",
+        },
+        **{"jobs.py": JOB.replace("from init import Session", "from legacy import Maker as Session")},
+    )
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'outer'\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("diff", ".", "--format", "json")
+    files = {f["path"]: f for f in json.loads(result.stdout)["files"]}
+    assert set(files) == {"one/jobs.py", "two/jobs.py"}
+    assert "+    with get_db_session_ctx() as session:" in files["one/jobs.py"]["diff"]
+    assert "+    with ctx() as session:" in files["two/jobs.py"]["diff"]
+    assert all(c["path"] == "two/jobs.py" for c in files["two/jobs.py"]["changes"])
