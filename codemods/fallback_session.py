@@ -22,6 +22,7 @@ from sessionfix.ownership import (
     factory_flavour,
     finally_closes,
     free_name,
+    leaks,
     managed_by_with,
     node_ids,
     wrap_in_finally,
@@ -65,9 +66,14 @@ class FallbackSession(Rule):
     The caller's session is never closed or committed, and returns, yields, generators and
     `async def` (`await session.close()`) run as before; the only difference is the close of a
     session the function made itself, which discards nothing that was not already lost when it was
-    collected: *safe*. When the session is passed into the value the function returns, that value
-    may keep using it after the close: *unsafe*. A session that is returned, stored, captured by a
-    closure, rebound, or already closed by the function itself is *reported*.
+    collected: *safe*. A value read through the session that is returned, yielded or stored outside
+    the function (`return session.query(M).all()`, `found = session.get(M, k); return found`) would
+    change: its ORM objects come back detached and a query or result returned unread can no longer
+    be read. Without types a plain value cannot be told from an ORM object, so anything read through
+    the session except `len()`/`str()`/`int()`/..., comparisons and `query.count()` makes the fix
+    *unsafe*, as does a session passed into the value the function returns. A session that is
+    returned, stored, put into a container, captured by a closure, rebound, or already closed by the
+    function itself is *reported*.
     """
 
     CODE = "SF020"
@@ -146,7 +152,8 @@ class FallbackSession(Rule):
         scope, uses = found
         inside = node_ids(rest)
         kinds = [u.use for u in uses if id(u.node) in inside]
-        problem = next((ESCAPES[k] for k in ("returned", "yielded", "stored", "captured", "handoff", "deleted", "other")
+        problem = next((ESCAPES[k] for k in ("returned", "yielded", "stored", "contained", "captured", "handoff",
+                                             "deleted", "other")
                         if k in kinds), None)
         if problem is None and any(id(a.node) in inside for a in scope.assignments[name]):
             problem = "it is rebound later in the function"
@@ -163,8 +170,11 @@ class FallbackSession(Rule):
         flag = free_name(function, f"owns_{name}")
         reason = (f"`{name}` falls back to {raw}(), which nobody closed; `{flag}` remembers that this "
                   f"function made it, and `finally` closes only that one")
-        if "returned-inside" in kinds:
-            reason += ", but the returned value was given the session and may use it after the close"
+        created = self.location(call).line
+        leak = next((k for k in leaks(self, function, name) if self.location(k.node).line > created), None)
+        if "returned-inside" in kinds or leak is not None:
+            reason += (", but the returned value was given the session and may use it after the close"
+                       if "returned-inside" in kinds else f", but closing it is not safe: {leak.reason(name)}")
             if not self.settings.unsafe:
                 self.finding(call, f"unsafe fix available with --unsafe: {reason}", category="fallback", fix=UNSAFE)
                 return True
@@ -206,22 +216,24 @@ class FallbackSession(Rule):
 
 
                 class UniversalSyncEngine:
-                    def export_to_json(self, session: Session = None) -> dict:
-                        \"\"\"Export table data to JSON.\"\"\"
+                    def truncate(self, session: Session = None) -> int:
+                        \"\"\"Delete every row of the table; how many there were.\"\"\"
                         if session is None:
                             from init import Session
 
                             session = Session()
-                        rows = session.execute(self.query).all()
-                        return {"rows": [tuple(row) for row in rows]}
+                        total = session.query(self.model).count()
+                        session.execute(self.table.delete())
+                        session.commit()
+                        return total
                 """,
             after="""\
                 from sqlalchemy.orm import Session
 
 
                 class UniversalSyncEngine:
-                    def export_to_json(self, session: Session = None) -> dict:
-                        \"\"\"Export table data to JSON.\"\"\"
+                    def truncate(self, session: Session = None) -> int:
+                        \"\"\"Delete every row of the table; how many there were.\"\"\"
                         owns_session = False
                         if session is None:
                             from core.db import get_session
@@ -229,8 +241,10 @@ class FallbackSession(Rule):
                             session = get_session()
                             owns_session = True
                         try:
-                            rows = session.execute(self.query).all()
-                            return {"rows": [tuple(row) for row in rows]}
+                            total = session.query(self.model).count()
+                            session.execute(self.table.delete())
+                            session.commit()
+                            return total
                         finally:
                             if owns_session:
                                 session.close()
@@ -274,23 +288,27 @@ class FallbackSession(Rule):
                 from core.db import get_session
 
 
-                def rows(model, *, db=None):
+                def run_all(statements, *, db=None):
                     db = db if db is not None else get_session()
-                    # one row at a time
-                    for row in db.query(model):
-                        yield row
+                    # one statement at a time, committing each
+                    for statement in statements:
+                        db.execute(statement)
+                        db.commit()
+                        yield statement
                 """,
             after="""\
                 from core.db import get_session
 
 
-                def rows(model, *, db=None):
+                def run_all(statements, *, db=None):
                     owns_db = db is None
                     db = db if db is not None else get_session()
                     try:
-                        # one row at a time
-                        for row in db.query(model):
-                            yield row
+                        # one statement at a time, committing each
+                        for statement in statements:
+                            db.execute(statement)
+                            db.commit()
+                            yield statement
                     finally:
                         if owns_db:
                             db.close()
@@ -303,21 +321,23 @@ class FallbackSession(Rule):
                 from core.db import async_session
 
 
-                async def total(model, session=None):
+                async def save(item, session=None):
                     if not session: session = async_session()
-                    return await session.scalar(model)
+                    await session.merge(item)
+                    await session.commit()
                 """,
             after="""\
                 from core.db import async_session
 
 
-                async def total(model, session=None):
+                async def save(item, session=None):
                     owns_session = False
                     if not session:
                         session = async_session()
                         owns_session = True
                     try:
-                        return await session.scalar(model)
+                        await session.merge(item)
+                        await session.commit()
                     finally:
                         if owns_session:
                             await session.close()
@@ -394,6 +414,63 @@ class FallbackSession(Rule):
                 """,
             expect=(Expect("SF020", "unsafe", "may use it after the close"),),
             options={"unsafe": True},
+        ),
+        Invalid(
+            id="returns-loaded-objects",
+            before="""\
+                from core.db import get_session
+
+
+                def export(model, session=None):
+                    if session is None:
+                        session = get_session()
+                    return session.query(model).all()
+                """,
+            after=None,
+            expect=(Expect("SF020", "report", "it returns `session.query(model).all()`, read through `session`; "
+                                              "after the close, ORM objects in it are detached"),),
+        ),
+        Invalid(
+            id="returns-loaded-objects-unsafe",
+            before="""\
+                from core.db import get_session
+
+
+                def users_by_id(model, keys, session=None):
+                    session = session or get_session()
+                    found = {key: session.get(model, key) for key in keys}
+                    return found
+                """,
+            after="""\
+                from core.db import get_session
+
+
+                def users_by_id(model, keys, session=None):
+                    owns_session = not session
+                    session = session or get_session()
+                    try:
+                        found = {key: session.get(model, key) for key in keys}
+                        return found
+                    finally:
+                        if owns_session:
+                            session.close()
+                """,
+            expect=(Expect("SF020", "unsafe", "it returns `found`, loaded from `session` at line 6"),),
+            options={"unsafe": True},
+        ),
+        Invalid(
+            id="put-into-a-container",
+            before="""\
+                from core.db import get_session
+
+
+                def register(registry, session=None):
+                    if session is None:
+                        session = get_session()
+                    registry["db"] = session
+                """,
+            after=None,
+            expect=(Expect("SF020", "report", "it is put into a container or onto an object"),),
         ),
         Invalid(
             id="closes-the-callers-session-too",

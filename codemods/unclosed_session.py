@@ -25,6 +25,7 @@ from sessionfix.ownership import (
     enclosing_function,
     factory_flavour,
     finally_closes,
+    leaks,
     returns_in,
     statements,
     managed_by_with,
@@ -64,13 +65,20 @@ class UnclosedSession(Rule):
     {example}
 
     ## Fix safety
-    Closing a session the function owns changes nothing else: uncommitted work is discarded, as it
-    was when the session was collected. *Safe*, and the record says which form was chosen and why.
-    When the session is passed into the value the function returns (`return Repo(s)`), that value
-    may keep using it after the close: *unsafe*. A session that is returned, stored on an object,
-    or already closed in `finally` / by a `with` is correct and left alone; one captured by a
-    closure, handed to a task or thread, yielded without a close, or used after its block is
-    *reported*. Known problem: a callee that keeps the session it is given is not detected.
+    Closing a session the function owns changes nothing else when nothing that outlives the
+    function still needs it: uncommitted work is discarded, as it was when the session was
+    collected. *Safe*, and the record says which form was chosen and why. A value read through the
+    session that is returned, yielded or stored outside the function (`return s.get(...)`,
+    `users = s.query(U).all(); return users`, `self.cache = s.get(...)`) would change: its ORM
+    objects come back detached (lazy relationships raise `DetachedInstanceError`) and a query or
+    result returned unread can no longer be read. Without types a plain value cannot be told from
+    an ORM object, so only constants, names not read through the session, `len()`/`str()`/`int()`
+    /..., comparisons and `query.count()` count as plain; anything else is *unsafe*, as is a session
+    passed into the returned value (`return Repo(s)`). A session that is returned, stored on an
+    object, or already closed in `finally` / by a `with` is correct and left alone; one put into a
+    container (`bag.append(s)`, `d[k] = s`, `setattr`), captured by a closure, handed to a task or
+    thread, yielded without a close, or used after its block is *reported*. Known problem: a callee
+    that keeps the session or a value read through it is not detected.
     """
 
     CODE = "SF021"
@@ -131,6 +139,10 @@ class UnclosedSession(Rule):
                                f"(line {self.location(later[0].node).line}); close it by hand", category="leaked")
             return
         kinds = {u.use for u in uses if id(u.node) in inside}
+        if "contained" in kinds:
+            self.finding(call, f"`{name}` from {raw}() is not closed here, and {ESCAPES['contained']}; "
+                               "left for review", category="leaked")
+            return
         if kinds & {"returned", "stored"}:
             return  # handed over: the caller or the object owns it now
         closes = closes_anywhere(rest, name)
@@ -160,11 +172,16 @@ class UnclosedSession(Rule):
         why = ("it is never closed" if not closes
                else f"the return at line {self.location(returned).line} can leave before the close" if returned
                else "an exception before the close leaves it open")
-        applicability = UNSAFE if "returned-inside" in kinds else SAFE
+        function = enclosing_function(self, call)
+        created = self.location(call).line
+        leak = next((k for k in leaks(self, function, name) if self.location(k.node).line > created), None) \
+            if function is not None else None
+        applicability = UNSAFE if "returned-inside" in kinds or leak is not None else SAFE
         reason = f"`{name}` from {raw}() is not closed on every path ({why}); "
         helper = self._helper_for(call, name, flavour, rest, trailing, kinds) if applicability is SAFE else None
         if applicability is UNSAFE:
-            reason += "closing it in `finally` may break the returned value, which was given the session"
+            reason += ("closing it in `finally` may break the returned value, which was given the session"
+                       if "returned-inside" in kinds else f"closing it is not safe: {leak.reason(name)}")
             if not self.settings.unsafe:
                 self.finding(call, f"unsafe fix available with --unsafe: {reason}", category="leaked", fix=UNSAFE)
                 return
@@ -302,22 +319,27 @@ class UnclosedSession(Rule):
                 from core.db import get_session
 
 
-                def load(model, key):
+                def deactivate(model, cutoff):
                     session = get_session()
-                    return session.get(model, key)
+                    stale = session.query(model).filter(model.seen < cutoff)
+                    total = stale.count()
+                    stale.update({"active": False})
+                    session.commit()
+                    return total
                 """,
             after="""\
-                from core.db import get_session
+                from core.db import get_db_session_ctx
 
 
-                def load(model, key):
-                    session = get_session()
-                    try:
-                        return session.get(model, key)
-                    finally:
-                        session.close()
+                def deactivate(model, cutoff):
+                    with get_db_session_ctx() as session:
+                        stale = session.query(model).filter(model.seen < cutoff)
+                        total = stale.count()
+                        stale.update({"active": False})
+                        session.commit()
+                        return total
                 """,
-            expect=(Expect("SF021", "safe", "(it is never closed); closing it in `finally` changes nothing else"),),
+            expect=(Expect("SF021", "safe", "(it is never closed); `with get_db_session_ctx() as session:` closes it"),),
         ),
         Invalid(
             id="early-return-before-close",
@@ -325,29 +347,29 @@ class UnclosedSession(Rule):
                 from core.db import get_session
 
 
-                def name_of(model, key):
+                def has_orders(model, key):
                     session = get_session()
 
                     user = session.get(model, key)
                     if user is None:
-                        return None
-                    name = user.name
+                        return False
+                    found = len(user.orders) > 0
                     session.close()
-                    return name
+                    return found
                 """,
             after="""\
                 from core.db import get_session
 
 
-                def name_of(model, key):
+                def has_orders(model, key):
                     session = get_session()
 
                     try:
                         user = session.get(model, key)
                         if user is None:
-                            return None
-                        name = user.name
-                        return name
+                            return False
+                        found = len(user.orders) > 0
+                        return found
                     finally:
                         session.close()
                 """,
@@ -412,23 +434,23 @@ class UnclosedSession(Rule):
                 from core.db import get_session
 
 
-                def name_of(model, key):
+                def order_count(model, key):
                     session = get_session()
                     try:
-                        return session.get(model, key).name
+                        return len(session.get(model, key).orders)
                     except AttributeError:
-                        return None
+                        return 0
                 """,
             after="""\
                 from core.db import get_session
 
 
-                def name_of(model, key):
+                def order_count(model, key):
                     session = get_session()
                     try:
-                        return session.get(model, key).name
+                        return len(session.get(model, key).orders)
                     except AttributeError:
-                        return None
+                        return 0
                     finally:
                         session.close()
                 """,
@@ -497,18 +519,20 @@ class UnclosedSession(Rule):
                 from core.db import async_session
 
 
-                async def total(model):
+                async def save(item):
                     session = async_session()
-                    return await session.scalar(model)
+                    await session.merge(item)
+                    await session.commit()
                 """,
             after="""\
                 from core.db import async_session
 
 
-                async def total(model):
+                async def save(item):
                     session = async_session()
                     try:
-                        return await session.scalar(model)
+                        await session.merge(item)
+                        await session.commit()
                     finally:
                         await session.close()
                 """,
@@ -550,6 +574,58 @@ class UnclosedSession(Rule):
                 """,
             expect=(Expect("SF021", "unsafe", "may break the returned value"),),
             options={"unsafe": True},
+        ),
+        Invalid(
+            id="returns-loaded-objects",
+            before="""\
+                from core.db import get_session
+
+
+                def active_users(model):
+                    session = get_session()
+                    users = session.query(model).filter(model.active).all()
+                    return users
+                """,
+            after=None,
+            expect=(Expect("SF021", "report", "it returns `users`, loaded from `session` at line 6; after the close, "
+                                              "ORM objects in it are detached"),),
+        ),
+        Invalid(
+            id="returns-a-result-unsafe",
+            before="""\
+                from core.db import get_session
+
+
+                def run(statement):
+                    session = get_session()
+                    return session.execute(statement)
+                """,
+            after="""\
+                from core.db import get_session
+
+
+                def run(statement):
+                    session = get_session()
+                    try:
+                        return session.execute(statement)
+                    finally:
+                        session.close()
+                """,
+            expect=(Expect("SF021", "unsafe", "it returns `session.execute(statement)`, read through `session`"),),
+            options={"unsafe": True},
+        ),
+        Invalid(
+            id="put-into-a-container",
+            before="""\
+                from core.db import get_session
+
+
+                def open_for(sessions):
+                    session = get_session()
+                    sessions.append(session)
+                """,
+            after=None,
+            expect=(Expect("SF021", "report", "it is put into a container or onto an object"),),
         ),
         Invalid(
             id="captured-by-a-callback",

@@ -31,6 +31,13 @@ _HANDOFF_CALLS = frozenset({
 })
 _CLOSING = frozenset({"contextlib.closing", "contextlib.aclosing"})
 _HANDOFF_METHODS = frozenset({"create_task", "submit", "run_in_executor", "add_task", "start_soon", "apply_async"})
+#: methods that keep their argument in the object they are called on
+_STORING_METHODS = frozenset({"append", "appendleft", "add", "extend", "insert", "setdefault", "update", "put",
+                              "put_nowait"})
+_SETATTR = frozenset({"builtins.setattr"})
+#: builtins whose result is a plain value, made before any close: nothing in it needs the session
+_PLAIN_CALLS = frozenset({"builtins.len", "builtins.bool", "builtins.int", "builtins.float", "builtins.str",
+                          "builtins.repr", "builtins.isinstance"})
 
 
 # -- what makes a session ---------------------------------------------------------------------
@@ -84,7 +91,7 @@ def _in_module(rule: Rule, name: str) -> str:
 # -- uses of a session name --------------------------------------------------------------------
 
 Use = Literal["method", "argument", "handoff", "returned", "returned-inside", "yielded", "stored",
-              "captured", "with", "deleted", "other"]
+              "contained", "captured", "with", "deleted", "other"]
 
 
 @dataclass(frozen=True)
@@ -131,11 +138,15 @@ def _classify(rule: Rule, node: cst.Name) -> Use:
         call = rule.get_metadata(ParentNodeProvider, parent, None)
         if isinstance(call, cst.Call) and _is_handoff(rule, call):
             return "handoff"
+        if isinstance(call, cst.Call) and _is_storing(rule, call):
+            return "contained"
         if isinstance(call, cst.Call) and _is_closing(rule, call):
             return "with" if _inside(rule, call, cst.WithItem) else "argument"
         return "returned-inside" if _inside(rule, parent, cst.Return, stop=cst.BaseStatement) else "argument"
     if _inside(rule, node, cst.Return, stop=cst.BaseStatement):
         return "returned-inside"
+    if isinstance(parent, cst.Assign) and any(isinstance(t.target, cst.Subscript) for t in parent.targets):
+        return "contained"
     if isinstance(parent, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Element, cst.DictElement,
                            cst.StarredElement, cst.NamedExpr)):
         return "stored"
@@ -158,6 +169,14 @@ def _is_closing(rule: Rule, call: cst.Call) -> bool:
     return bool(names) and names <= _CLOSING
 
 
+def _is_storing(rule: Rule, call: cst.Call) -> bool:
+    """`bag.append(x)`, `cache.setdefault(k, x)`, `setattr(o, n, x)`: `x` is kept by another object."""
+    if isinstance(call.func, cst.Attribute):
+        return call.func.attr.value in _STORING_METHODS
+    names = rule.canonical_names(call.func)
+    return bool(names) and names <= _SETATTR
+
+
 def _is_handoff(rule: Rule, call: cst.Call) -> bool:
     if rule.canonical_names(call.func) & _HANDOFF_CALLS:
         return True
@@ -168,6 +187,8 @@ ESCAPES: dict[Use, str] = {
     "returned": "it is returned to the caller, who owns it from then on",
     "yielded": "it is yielded to the consumer of this generator",
     "stored": "it is stored (on an object, in a container or another name), so it outlives this code",
+    "contained": "it is put into a container or onto an object (`append`, `x[k] = ...`, `setattr`) that may "
+                 "outlive this code",
     "captured": "a nested function or lambda keeps it and may run after this code",
     "handoff": "it is handed to a task, thread or executor that may use it later",
     "deleted": "it is deleted with `del`, so no `finally` could close it",
@@ -244,6 +265,190 @@ def returns_in(stmts: Sequence[cst.CSTNode]) -> list[cst.Return]:
 def statements(stmts: Sequence[cst.CSTNode]) -> list[cst.SimpleStatementLine]:
     """Every statement line under `stmts`, not entering nested definitions."""
     return [node for node in _walk(stmts) if isinstance(node, cst.SimpleStatementLine)]
+
+
+# -- values that still need the session -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A value read through the session that leaves the function: returned, yielded or stored.
+
+    ORM objects it holds are detached by the close (a lazy relationship then raises
+    DetachedInstanceError), and a query or result returned unread can no longer be read. Without
+    types a plain value cannot be told from an ORM object, so anything read through the session
+    counts, except what `_plain` knows is a fresh number, string or bool.
+    """
+
+    node: cst.CSTNode  # the return, yield or store
+    action: str  # "returns `x`", "yields `x`", "stores `x` on `self.cache`"
+    source: str  # the session, or the local name the value came through
+    line: int | None  # where that name was loaded; None for the session itself
+    whole: bool  # the value is that name itself
+
+    def reason(self, session: str) -> str:
+        origin = (f"read through `{session}`" if self.line is None
+                  else f"loaded from `{session}` at line {self.line}" if self.whole
+                  else f"which holds `{self.source}`, loaded from `{session}` at line {self.line}")
+        return (f"it {self.action}, {origin}; after the close, ORM objects in it are detached "
+                "and a query or result in it can no longer be read")
+
+
+def leaks(rule: Rule, function: cst.FunctionDef, session: str) -> list[Leak]:
+    """Every return, yield or store in `function` of a value derived from `session`, in order.
+
+    Derived: a call or attribute on the session, an expression or comprehension using one, or a
+    local name assigned from such an expression (followed through simple assignments, `for`
+    targets, `with ... as`, and `local.append(...)` / `local[k] = ...`, to a fixed point). The
+    session itself, returned or yielded bare, is the caller's to judge (see `accesses`).
+    """
+    nodes = list(_walk(list(function.body.body) if isinstance(function.body, cst.IndentedBlock) else [function.body]))
+    declared = {n.name.value for node in nodes if isinstance(node, (cst.Global, cst.Nonlocal))
+                for n in node.names}
+    local = {name for node in nodes if not isinstance(node, cst.Call) for target, _ in _flows(rule, node)
+             for name in _target_names(target)} - declared
+    tainted: dict[str, int | None] = {session: None}  # name -> line it was loaded at
+    found: list[Leak] = []
+    changed = True
+    while changed:  # `for` loops can feed a name to a statement above: run to a fixed point
+        changed, found = False, []
+        for node in nodes:
+            for target, value in _flows(rule, node):
+                mention = _derived(rule, value, tainted)
+                if mention is None:
+                    continue
+                for kept in _bound(target, local, tainted):
+                    if kept not in tainted:
+                        tainted[kept] = rule.location(node).line
+                        changed = True
+                if _escapes(target, local, tainted):
+                    action = f"stores `{_short(value)}` on `{_short(target)}`"
+                    found.append(Leak(node, action, mention.value, tainted.get(mention.value), value is mention))
+            if isinstance(node, (cst.Return, cst.Yield)) and node.value is not None:
+                value = node.value.item if isinstance(node.value, cst.From) else node.value
+                mention = None if m.matches(value, m.Name(session)) else _derived(rule, value, tainted)
+                if mention is not None:
+                    action = f"{'returns' if isinstance(node, cst.Return) else 'yields'} `{_short(value)}`"
+                    found.append(Leak(node, action, mention.value, tainted.get(mention.value), value is mention))
+    return found
+
+
+def _flows(rule: Rule, node: cst.CSTNode) -> list[tuple[cst.BaseExpression, cst.BaseExpression]]:
+    """(where a value goes, the value) for the bindings and stores `node` makes."""
+    if isinstance(node, cst.Assign):
+        return [(t.target, node.value) for t in node.targets]
+    if isinstance(node, (cst.AnnAssign, cst.AugAssign)) and node.value is not None:
+        return [(node.target, node.value)]
+    if isinstance(node, cst.For):
+        return [(node.target, node.iter)]
+    if isinstance(node, cst.WithItem) and node.asname is not None:
+        return [(node.asname.name, node.item)]  # type: ignore[list-item]
+    if isinstance(node, cst.NamedExpr):
+        return [(node.target, node.value)]
+    if isinstance(node, cst.Call) and _is_storing(rule, node):
+        if isinstance(node.func, cst.Attribute):
+            return [(node.func.value, arg.value) for arg in node.args]
+        if len(node.args) == 3:  # setattr(obj, name, value)
+            return [(node.args[0].value, node.args[2].value)]
+    return []
+
+
+def _target_names(target: cst.BaseExpression) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _target_names(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return _target_names(target.value)
+    return []
+
+
+def _base(target: cst.BaseExpression) -> cst.BaseExpression:
+    """`a` for `a.b[c].d`: the object a store into an attribute or item changes."""
+    while isinstance(target, (cst.Attribute, cst.Subscript)):
+        target = target.value
+    return target
+
+
+def _bound(target: cst.BaseExpression, local: set[str], tainted: dict[str, int | None]) -> list[str]:
+    """Local names that hold the value after the store: the target, or the local object it goes into."""
+    names = _target_names(target)
+    if names or isinstance(target, (cst.Tuple, cst.List)):
+        return [n for n in names if n in local]
+    base = _base(target)
+    return [base.value] if isinstance(base, cst.Name) and base.value in local else []
+
+
+def _escapes(target: cst.BaseExpression, local: set[str], tainted: dict[str, int | None]) -> bool:
+    """A store that outlives the function: a global name, or an attribute or item of an object
+    that is not a local of this function (a parameter, `self`, a module global)."""
+    for name in _target_names(target):
+        if name not in local and name not in tainted:
+            return True  # a global, or an object from outside (`bag.append(x)` with `bag` a parameter)
+    if isinstance(target, (cst.Name, cst.Tuple, cst.List, cst.StarredElement)):
+        return False
+    base = _base(target)
+    if isinstance(base, cst.Name) and (base.value in local or base.value in tainted):
+        return False  # a local object, or the session's own state (`s.info[k] = v`)
+    return True
+
+
+def _derived(rule: Rule, expr: cst.CSTNode, tainted: dict[str, int | None]) -> cst.Name | None:
+    """The first tainted name `expr`'s value may hold or have been read through, else None."""
+    if isinstance(expr, cst.Name):
+        return expr if expr.value in tainted else None
+    if _plain(rule, expr):
+        return None
+    if isinstance(expr, cst.Attribute):
+        return _derived(rule, expr.value, tainted)
+    if isinstance(expr, cst.Arg):
+        return _derived(rule, expr.value, tainted)
+    if isinstance(expr, (cst.ListComp, cst.SetComp, cst.GeneratorExp, cst.DictComp)):
+        return _derived_comprehension(rule, expr, tainted)
+    for child in expr.children:
+        found = _derived(rule, child, tainted)
+        if found is not None:
+            return found
+    return None
+
+
+def _derived_comprehension(rule: Rule, expr: cst.BaseComp | cst.DictComp,
+                           tainted: dict[str, int | None]) -> cst.Name | None:
+    """Only what a comprehension produces counts: `[str(u.name) for u in s.query(U)]` is plain."""
+    inner = dict(tainted)
+    origin: dict[str, cst.Name] = {}  # a loop variable -> the outer name its values come from
+    clause: cst.CompFor | None = expr.for_in
+    while clause is not None:
+        mention = _derived(rule, clause.iter, inner)
+        if mention is not None:
+            source = origin.get(mention.value, mention)
+            for name in _target_names(clause.target):
+                inner[name], origin[name] = tainted.get(source.value), source
+        clause = clause.inner_for_in
+    parts = [expr.key, expr.value] if isinstance(expr, cst.DictComp) else [expr.elt]
+    found = next((found for part in parts if (found := _derived(rule, part, inner)) is not None), None)
+    return origin.get(found.value, found) if found is not None else None
+
+
+def _plain(rule: Rule, expr: cst.CSTNode) -> bool:
+    """An expression whose value is a fresh number, string or bool: `len(...)`, `str(...)`,
+    `x == y`, `not x`, `query.count()`."""
+    if isinstance(expr, cst.Comparison):
+        return True
+    if isinstance(expr, cst.UnaryOperation) and isinstance(expr.operator, cst.Not):
+        return True
+    if not isinstance(expr, cst.Call):
+        return False
+    if m.matches(expr, m.Call(func=m.Attribute(attr=m.Name("count")), args=[])):
+        return True  # Query.count(): an int
+    names = rule.canonical_names(expr.func)
+    return bool(names) and names <= _PLAIN_CALLS
+
+
+def _short(expr: cst.BaseExpression | str, limit: int = 40) -> str:
+    code = expr if isinstance(expr, str) else cst.Module([]).code_for_node(expr)
+    first = code.splitlines()[0] if code else code
+    return first if len(first) <= limit and first == code else first[:limit - 3] + "..."
 
 
 # -- new code ----------------------------------------------------------------------------------

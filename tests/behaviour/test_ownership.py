@@ -43,7 +43,11 @@ class Item(Base):
 """
 
 JOBS = '''\
-"""Jobs that make their own session the way the seeds do."""
+"""Jobs that make their own session the way the seeds do.
+
+They return plain values (`str(...)`, `int(...)`): a value read through the session that leaves the
+function makes the close unsafe (see test_ownership_detached.py), since it may hold ORM objects.
+"""
 
 from sqlalchemy import func, select
 
@@ -67,7 +71,7 @@ def find_name(item_id, fail=False):
         return None
     if fail:
         raise LookupError(f"item {item_id} is locked")
-    name = item.name
+    name = str(item.name)
     session.close()
     return name
 
@@ -77,7 +81,7 @@ def export_names(session=None):
         from init import Session
 
         session = Session()
-    return list(session.scalars(select(Item.name).order_by(Item.id)))
+    return [str(name) for name in session.scalars(select(Item.name).order_by(Item.id))]
 
 
 def rename(item_id, name, session=None):
@@ -87,19 +91,19 @@ def rename(item_id, name, session=None):
         raise LookupError(f"no item {item_id}")
     item.name = name
     session.flush()
-    return item.id
+    return int(item.id)
 
 
 def names(session=None):
     session = session if session is not None else get_session()
     for item in session.scalars(select(Item).order_by(Item.id)):
-        yield item.name
+        yield str(item.name)
 
 
 async def count_items(session=None):
     if session is None:
         session = async_session()
-    return await session.scalar(select(func.count(Item.id)))
+    return int(await session.scalar(select(func.count(Item.id))))
 '''
 
 #: which rule must have rewritten which job, so the comparison is between different code

@@ -2,14 +2,18 @@
 `sessionfix fix`, against real SQLite: the session it makes is closed, the caller's is untouched.
 
 `UniversalSyncEngine.export_to_json(session=None)` falls back to `from init import Session;
-session = Session()` and never closes it (seed 000, "better fix"). The whole pipeline runs on the
-file in-process (SF003 swaps the factory, SF020 adds the ownership flag and `try/finally`, SF001
-drops the dead import); both versions then run with every session counted (see tracking.py).
+session = Session()` and never closes it (seed 000, "better fix"). It returns dicts built from the
+rows it reads, which sessionfix cannot tell from ORM objects, so SF020's fix is unsafe: the plain
+`fix` only reports it, and `fix --unsafe` runs the whole pipeline on the file in-process (SF003
+swaps the factory, SF020 adds the ownership flag and `try/finally`, SF001 drops the dead import).
+Both versions then run with every session counted (see tracking.py): here the values are plain, so
+the unsafe fix changes nothing but the close.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import shutil
 import types
 from pathlib import Path
@@ -20,6 +24,7 @@ from sqlalchemy.orm import sessionmaker
 
 from sessionfix.config import load_config
 from sessionfix.index import ProjectIndex
+from sessionfix.model import Applicability
 from sessionfix.runner import Job, process_file
 from tests.behaviour.tracking import Tracker, committed_rows, fresh_engine, load_module, outcome, project_on_path
 
@@ -35,10 +40,12 @@ def fixed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("sync_fallback") / "project"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "*.db"))
     target = root / ENGINE_FILE
-    result = process_file(Job(target, ENGINE_FILE), ProjectIndex(root), load_config(root).settings)
+    settings = load_config(root).settings
+    safe = process_file(Job(target, ENGINE_FILE), ProjectIndex(root), settings)
+    result = process_file(Job(target, ENGINE_FILE), ProjectIndex(root), dataclasses.replace(settings, unsafe=True))
     assert result.error is None and result.new_source is not None, result
     (root / "sync_system" / "sync_engine_fixed.py").write_bytes(result.new_source)
-    return {"root": root, "result": result, "source": result.new_source.decode()}
+    return {"root": root, "safe": safe, "result": result, "source": result.new_source.decode()}
 
 
 def _export(fixed: dict[str, Any], version: str, path: Path, *, table: str = "config_entries",
@@ -85,9 +92,20 @@ def _runs(fixed: dict[str, Any], tmp_path: Path, **options: Any) -> dict[str, di
     return {version: _export(fixed, version, tmp_path / f"{version}.db", **options) for version in ("before", "after")}
 
 
+def test_safe_fix_only_reports_the_returned_rows(fixed: dict[str, Any]) -> None:
+    """The returned dicts are built from rows read through the session: no close without --unsafe."""
+    safe = fixed["safe"]
+    assert not [c for c in safe.changes if c.rule == "SF020"], safe.changes
+    finding = next(f for f in safe.findings if f.rule == "SF020")
+    assert finding.fix is Applicability.UNSAFE
+    assert "which holds `rows`, loaded from `session` at line" in finding.message
+    assert safe.new_source is not None and b"session.close()" not in safe.new_source  # SF003/SF001 still apply
+
+
 def test_sf020_rewrote_the_fallback(fixed: dict[str, Any]) -> None:
     changes = {change.rule: change for change in fixed["result"].changes}
     assert {"SF001", "SF003", "SF020"} <= set(changes), fixed["result"].changes
+    assert changes["SF020"].applicability is Applicability.UNSAFE
     assert "owns_session" in changes["SF020"].reason
     function = next(n for n in ast.walk(ast.parse(fixed["source"]))
                     if isinstance(n, ast.FunctionDef) and n.name == "export_to_json")
