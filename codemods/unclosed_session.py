@@ -131,7 +131,7 @@ class UnclosedSession(Rule):
             return
         raw = cst.Module([]).code_for_node(call.func)
         inside = node_ids(rest)
-        created = self.get_metadata(PositionProvider, line).end.line
+        created = self.original_line(self.get_metadata(PositionProvider, line).end.line)
         renewed = node_ids(body[end:])  # after a new `s = F()`, uses belong to that session
         later = [u for u in uses if id(u.node) not in inside | renewed and self.location(u.node).line > created]
         if later:

@@ -12,7 +12,7 @@ import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Mapping, Sequence
+from typing import Callable, ClassVar, Mapping, Sequence
 
 import libcst as cst
 from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
@@ -270,6 +270,10 @@ class PrefilterNeeds:
     missing_imports: bool = False
 
 
+def _same_line(line: int) -> int:
+    return line
+
+
 @functools.lru_cache(maxsize=32)
 def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
     return ProjectIndex(root, declared=declared_dependencies(pyproject))
@@ -317,6 +321,8 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         self._project = project
         self.records: list[Change | Finding] = []
         self._raw: frozenset[str] | None = None
+        #: input line -> line on disk; identity unless the runner says otherwise
+        self.line_map: Callable[[int], int] = _same_line
         super().__init__(context)
 
     # -- options, for `python -m libcst.tool codemod` -------------------------------------
@@ -355,9 +361,17 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         filename = self.context.filename
         return self.project.display(Path(filename)) if filename else "<string>"
 
+    def original_line(self, line: int) -> int:
+        """A line of this rule's input, as a line of the file on disk.
+
+        Earlier rules may have rewritten the module; the runner sets `line_map` so that every
+        location (and every "line N" in a message) refers to the file the user has.
+        """
+        return self.line_map(line)
+
     def location(self, node: cst.CSTNode) -> Location:
         position = self.get_metadata(PositionProvider, node).start
-        return Location(self.display_path, position.line, position.column + 1)
+        return Location(self.display_path, self.original_line(position.line), position.column + 1)
 
     def change(self, node: cst.CSTNode, applicability: Applicability, reason: str) -> None:
         self.records.append(Change(self.CODE, self.location(node), applicability, reason))

@@ -49,10 +49,10 @@ class LineMap:
         return max(1, self.original_count)
 
 
-def _remap(record: Change | Finding, lines: LineMap, path: str) -> Change | Finding:
-    """Back to original line numbers, and to the path as this run shows it."""
+def _with_path(record: Change | Finding, path: str) -> Change | Finding:
+    """The record under the path as this run shows it (rules already report lines on disk)."""
     location = record.location
-    return replace(record, location=Location(path, lines(location.line), location.column))
+    return replace(record, location=Location(path, location.line, location.column))
 
 
 @contextlib.contextmanager
@@ -104,6 +104,7 @@ def process_source(
             wrapper = MetadataWrapper(current)
             current = wrapper.module
         rule._handle_metadata_reference = functools.partial(_shared_metadata, rule, wrapper)  # type: ignore[method-assign]
+        rule.line_map = LineMap(original_code, current.code)  # so locations and messages use lines on disk
         try:
             rewritten = rule.transform_module(current)
         except SkipFile:
@@ -116,9 +117,8 @@ def process_source(
                             f"({type(exc).__name__}: {detail}); file left unchanged (--debug shows the traceback)")
             result.changes, result.findings = [], []
             return result
-        lines = LineMap(original_code, current.code)
         for record in rule.records:
-            mapped = _remap(record, lines, job.display)
+            mapped = _with_path(record, job.display)
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
         if not rewritten.deep_equals(current):
             current = rewritten  # else keep the tree whose metadata the next rule can reuse

@@ -282,3 +282,23 @@ def test_each_project_uses_its_own_config(tmp_path: Path, monkeypatch: pytest.Mo
     assert "+    with get_db_session_ctx() as session:" in files["one/jobs.py"]["diff"]
     assert "+    with ctx() as session:" in files["two/jobs.py"]["diff"]
     assert all(c["path"] == "two/jobs.py" for c in files["two/jobs.py"]["changes"])
+
+
+def test_line_numbers_in_messages_refer_to_the_file_on_disk(project: Path) -> None:
+    """SF002 removes lines above; a later rule's "line N" must still point at the original."""
+    source = JOB + textwrap.dedent(
+        """
+
+        def leak(model):
+            session = get_session()
+            rows = session.query(model).all()
+            return rows
+        """
+    )
+    source = source.replace("from init import Session", "from init import Session\nfrom core.db import get_session")
+    (project / "jobs.py").write_text(source)
+    rows_line = source.splitlines().index("    rows = session.query(model).all()") + 1
+    data = json.loads(invoke("diff", str(project), "--format", "json").stdout)
+    (entry,) = data["files"]
+    messages = [f["message"] for f in entry["findings"] if f["rule"] == "SF021"]
+    assert messages and f"at line {rows_line}" in messages[0], messages
