@@ -74,6 +74,7 @@ class BareHelperCall(Rule):
     SUMMARY = "Enter a context-manager session helper with `with`, don't call it bare"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 24
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

@@ -40,6 +40,7 @@ class BareRawFactory(Rule):
     SUMMARY = "Make sessions with the project's plain factory, not a raw one"
     APPLICABILITIES = (SAFE, REPORT)
     ORDER = 30
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

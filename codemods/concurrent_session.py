@@ -51,6 +51,7 @@ class ConcurrentSession(Rule):
     SUMMARY = "Report a session shared by concurrent tasks"
     APPLICABILITIES = (REPORT,)
     ORDER = 80
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

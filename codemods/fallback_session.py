@@ -81,6 +81,7 @@ class FallbackSession(Rule):
     SUMMARY = "Close a fallback session only when the function made it"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 45
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

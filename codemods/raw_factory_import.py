@@ -61,6 +61,7 @@ class RawFactoryImport(WithRawFactory):
     SUMMARY = "Import the project's session helper, not a raw factory (even under its name)"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 60
+    PLANS_IN_VISIT_MODULE = True
 
     def visit_Module(self, node: cst.Module) -> None:
         self._plans: dict[cst.With, SessionBlockPlan] = {}

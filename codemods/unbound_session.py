@@ -41,6 +41,7 @@ class UnboundSession(Rule):
     SUMMARY = "Report Session() made with no bind; suggest the project's factory"
     APPLICABILITIES = (UNSAFE, REPORT)
     ORDER = 35
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

@@ -86,6 +86,7 @@ class UnclosedSession(Rule):
     SUMMARY = "Close sessions from plain factories on every path"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 50
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

@@ -78,6 +78,7 @@ class WithRawFactory(Rule):
     SUMMARY = "Use the project's session helper instead of a raw factory in `with`"
     APPLICABILITIES = (SAFE, UNSAFE, REPORT)
     ORDER = 20
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:

@@ -288,6 +288,9 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
     APPLICABILITIES: ClassVar[tuple[Applicability, ...]]
     #: position in the pipeline: call-site rewrites < 50 < import clean-up < reports
     ORDER: ClassVar[int] = 50
+    #: the rule decides every site in visit_Module and records a Change for each rewrite, so
+    #: when it planned none, walking the rest of the tree would change nothing: skip it
+    PLANS_IN_VISIT_MODULE: ClassVar[bool] = False
     VALID: ClassVar[Sequence[Valid]] = ()
     INVALID: ClassVar[Sequence[Invalid]] = ()
 
@@ -324,6 +327,12 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         #: input line -> line on disk; identity unless the runner says otherwise
         self.line_map: Callable[[int], int] = _same_line
         super().__init__(context)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        descend = super().on_visit(node)
+        if self.PLANS_IN_VISIT_MODULE and isinstance(node, cst.Module):
+            return descend and any(isinstance(record, Change) for record in self.records)
+        return descend
 
     # -- options, for `python -m libcst.tool codemod` -------------------------------------
 

@@ -120,7 +120,7 @@ def process_source(
         for record in rule.records:
             mapped = _with_path(record, job.display)
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
-        if not rewritten.deep_equals(current):
+        if rewritten is not current and not rewritten.deep_equals(current):
             current = rewritten  # else keep the tree whose metadata the next rule can reuse
     new = current.bytes
     if new != raw and not result.changes:
