@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import libcst as cst
+import libcst.matchers as m
 from libcst.codemod.visitors import RemoveImportsVisitor
+from pathlib import Path
 from typing import Sequence
 
 from libcst.metadata import ParentNodeProvider, ScopeProvider
@@ -70,6 +72,15 @@ class MissingModuleImport(Rule):
             local = alias.evaluated_alias or alias.evaluated_name
             assignments = [a for a in (scope.assignments[local] if scope else ()) if getattr(a, "node", None) is node]
             uses = [ref.node for a in assignments for ref in a.references]
+            if not uses and self._exported(node, local, scope):
+                self.finding(
+                    alias,
+                    f"{local} ({dotted}, whose module is missing) is not used here, but this module "
+                    "re-exports it (a package __init__ or __all__); other modules may import it from "
+                    "here, so it stays for review",
+                    category="missing-import",
+                )
+                continue
             if uses:
                 for use in uses:
                     self.finding(
@@ -89,6 +100,23 @@ class MissingModuleImport(Rule):
             return
         for alias in dead:
             RemoveImportsVisitor.remove_unused_import(self.context, module, alias.evaluated_name, alias.evaluated_alias)
+
+    def _exported(self, node: cst.ImportFrom, local: str, scope: object) -> bool:
+        """Module-level name that other modules may import from here."""
+        if not isinstance(scope, cst.metadata.GlobalScope):
+            return False
+        if Path(self.context.filename or "").name == "__init__.py":
+            return True
+        module = self.context.wrapper.module if self.context.wrapper is not None else None
+        if module is None:
+            return False
+        for listing in m.findall(module, m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])):
+            value = listing.value  # type: ignore[attr-defined]
+            if isinstance(value, (cst.List, cst.Tuple)) and any(
+                isinstance(e.value, cst.SimpleString) and e.value.evaluated_value == local for e in value.elements
+            ):
+                return True
+        return False
 
     def _without_dead(
         self, body: Sequence[cst.BaseStatement], originals: Sequence[cst.BaseStatement], *, in_block: bool
@@ -186,6 +214,16 @@ class MissingModuleImport(Rule):
                         return session
                 """,
             expect=(Expect("SF001", "safe", "nothing uses Session"), Expect("SF003", "safe", "")),
+        ),
+        Invalid(
+            id="re-export-in-all-stays",
+            before="""\
+                from init import Session
+
+                __all__ = ["Session"]
+                """,
+            after=None,
+            expect=(Expect("SF001", "report", "re-exports it"),),
         ),
         Invalid(
             id="remaining-use-keeps-import",

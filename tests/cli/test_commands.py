@@ -302,3 +302,13 @@ def test_line_numbers_in_messages_refer_to_the_file_on_disk(project: Path) -> No
     (entry,) = data["files"]
     messages = [f["message"] for f in entry["findings"] if f["rule"] == "SF021"]
     assert messages and f"at line {rows_line}" in messages[0], messages
+
+
+def test_package_reexport_of_a_dead_import_is_kept(project: Path) -> None:
+    """legacy/compat.py imports the name from the package: removing it there would break that."""
+    (project / "legacy").mkdir()
+    (project / "legacy" / "__init__.py").write_text("from init import Session as LegacySession\n")
+    (project / "legacy" / "compat.py").write_text("from legacy import LegacySession\n")
+    result = invoke("fix", str(project))
+    assert (project / "legacy" / "__init__.py").read_text() == "from init import Session as LegacySession\n"
+    assert "re-exports it" in result.stderr and result.exit_code == 1
