@@ -6,7 +6,6 @@ import textwrap
 
 import libcst as cst
 
-from sessionfix.aliasing import inside_definition_of, wears_helper_name
 from sessionfix.codemods.with_raw_factory import WithRawFactory
 from sessionfix.model import Applicability
 from sessionfix.rule import Expect, ImportPlan, Invalid, Valid
@@ -82,25 +81,6 @@ class AsyncRawFactory(WithRawFactory):
 
     def option_name(self) -> str:
         return "async-context"
-
-    def _visit_with(self, node: cst.With) -> None:
-        if node.asynchronous is None:
-            return
-        helper = self.helper_name()
-        for item in node.items:
-            call = item.item
-            if not (isinstance(call, cst.Call) and self.is_raw_factory(call.func)):
-                continue
-            if wears_helper_name(self, call.func, helper) is not None:
-                return  # SF011 rewrites the import and every use together
-            if inside_definition_of(self, node, [helper, self.settings.sync_context]) is not None:
-                return  # the helper's own body: the raw factory belongs here
-            if helper is not None and self.project.canonical(helper) in self.canonical_names(call.func):
-                return
-            if _yields(node.body):
-                return  # a session provider itself (a FastAPI `yield` dependency), like the helper's body
-            break
-        super()._visit_with(node)
 
     def _consider(self, node: cst.With, position: int, call: cst.Call) -> None:
         helper = self.helper_name()
@@ -419,23 +399,3 @@ class AsyncRawFactory(WithRawFactory):
             },
         ),
     ]
-
-
-def _yields(body: cst.BaseSuite) -> bool:
-    """A `yield` in the block, outside nested functions: the block hands its session out."""
-
-    class Finder(cst.CSTVisitor):
-        found = False
-
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return False
-
-        def visit_Lambda(self, node: cst.Lambda) -> bool:
-            return False
-
-        def visit_Yield(self, node: cst.Yield) -> None:
-            self.found = True
-
-    finder = Finder()
-    body.visit(finder)
-    return finder.found

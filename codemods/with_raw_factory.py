@@ -6,6 +6,7 @@ import libcst as cst
 import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor
 
+from sessionfix.aliasing import inside_definition_of, wears_helper_name
 from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis, first_dirty_exit, session_method
 from sessionfix.model import Applicability
@@ -109,8 +110,21 @@ class WithRawFactory(Rule):
         for position, item in enumerate(node.items):
             call = item.item
             if isinstance(call, cst.Call) and self.is_raw_factory(call.func):
-                self._consider(node, position, call)
+                if not self._left_alone(node, call):
+                    self._consider(node, position, call)
                 return
+
+    def _left_alone(self, node: cst.With, call: cst.Call) -> bool:
+        """Sites that are not this rule's to change."""
+        helper = self.helper_name()
+        if wears_helper_name(self, call.func, helper) is not None:
+            return True  # SF011 rewrites the import and every use together
+        helpers = [helper, self.settings.sync_context, self.settings.async_context]
+        if inside_definition_of(self, node, helpers) is not None:
+            return True  # the helper's own body: the raw factory belongs there
+        if helper is not None and self.project.canonical(helper) in self.canonical_names(call.func):
+            return True  # already the helper
+        return _yields(node.body)  # a session provider itself (a FastAPI `yield` dependency)
 
     def _consider(self, node: cst.With, position: int, call: cst.Call) -> None:
         raw = cst.Module([]).code_for_node(call.func)
@@ -600,6 +614,17 @@ class WithRawFactory(Rule):
             },
         ),
         Valid(
+            id="yield-dependency-is-a-provider",
+            code="""\
+                from init import Session
+
+
+                def get_db():
+                    with Session() as session:
+                        yield session
+                """,
+        ),
+        Valid(
             id="already-the-helper",
             code="""\
                 from core.db import get_db_session_ctx
@@ -611,3 +636,23 @@ class WithRawFactory(Rule):
                 """,
         ),
     ]
+
+
+def _yields(body: cst.BaseSuite) -> bool:
+    """A `yield` in the block, outside nested functions: the block hands its session out."""
+
+    class Finder(cst.CSTVisitor):
+        found = False
+
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_Yield(self, node: cst.Yield) -> None:
+            self.found = True
+
+    finder = Finder()
+    body.visit(finder)
+    return finder.found

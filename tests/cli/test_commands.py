@@ -312,3 +312,23 @@ def test_package_reexport_of_a_dead_import_is_kept(project: Path) -> None:
     result = invoke("fix", str(project))
     assert (project / "legacy" / "__init__.py").read_text() == "from init import Session as LegacySession\n"
     assert "re-exports it" in result.stderr and result.exit_code == 1
+
+
+def test_the_helpers_own_body_is_left_alone(tmp_path: Path) -> None:
+    """The raw factory inside the helper is where it belongs: no rewrite and no finding there."""
+    db = (
+        "from contextlib import contextmanager\n\nfrom sqlalchemy.orm import sessionmaker\n\n"
+        "SessionLocal = sessionmaker()\n\n\n@contextmanager\ndef get_db():\n"
+        "    with SessionLocal() as session:\n        yield session\n        session.commit()\n"
+    )
+    job = "from db import SessionLocal\n\n\ndef save(x):\n    with SessionLocal() as s:\n        s.add(x)\n        s.commit()\n"
+    write_project(
+        tmp_path,
+        {"pyproject.toml": '[tool.sessionfix]\nsync-context = "db.get_db"\nraw-factories = ["db.SessionLocal"]\n',
+         "db.py": db},
+        **{"job.py": job},
+    )
+    result = invoke("fix", str(tmp_path), "--unsafe")
+    assert (tmp_path / "db.py").read_text() == db
+    assert "db.py" not in result.stderr, result.stderr
+    assert "with get_db() as s:" in (tmp_path / "job.py").read_text(), result.stderr
