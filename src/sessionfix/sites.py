@@ -16,7 +16,7 @@ import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, QualifiedNameSource
 
 from sessionfix.config import Settings
-from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS, ProjectIndex, resolve_relative
+from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS, ProjectIndex, resolve_relative, dotted_name
 
 #: SQLAlchemy's session classes, as imports spell them
 SESSION_CLASSES = frozenset({
@@ -145,7 +145,7 @@ class SessionSites(cst.CSTVisitor):
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
-        written = _dotted(node.module) if node.module else None
+        written = dotted_name(node.module) if node.module else None
         module = resolve_relative(len(node.relative), written, self.package)
         if module is None:
             return
@@ -335,15 +335,6 @@ def _own(scope: cst.FunctionDef, matcher: m.BaseMatcherNode) -> Iterator[cst.CST
         for child in node.children:
             if not isinstance(child, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
                 pending.append(child)
-
-
-def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr.value}" if base else None
-    return None
 
 
 def collect_sites(tree: cst.Module, project: ProjectIndex, settings: Settings,
