@@ -72,6 +72,12 @@ class WithRawFactory(Rule):
     replaces them (`raise DatabaseError(...) from e`) would change that, so any swap to it is
     *unsafe*, with the helper's file:line. A factory called with arguments, nested inside other
     context managers in the same `with`, or whose helper name is taken is *reported* only.
+
+    ## Known problems
+    Statements after the last commit count as harmless when they are logging calls whose
+    arguments are names, constants and f-strings. Formatting an ORM object there can reload it
+    (through its `__repr__`); the helper's commit on exit then expires it again, so reading its
+    attributes after the `with` would raise `DetachedInstanceError` where it did not before.
     """
 
     CODE = "SF002"
