@@ -11,12 +11,10 @@ from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameP
 
 from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis, session_method
-from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
 from sessionfix.model import Applicability
 from sessionfix.ownership import (
-    ASYNC_SESSIONS,
+    factory_prefilter_needs,
     ESCAPES,
-    SESSIONS,
     Flavour,
     accesses,
     close_call,
@@ -91,9 +89,7 @@ class UnclosedSession(Rule):
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
         """Sites call a plain session factory (see sessionfix.ownership.factory_flavour)."""
-        factories = frozenset(settings.raw_factories) | {f for f in (settings.sync_factory,) if f}
-        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories,
-                              made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS)
+        return factory_prefilter_needs(settings)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.IndentedBlock, list[_Edit]] = {}

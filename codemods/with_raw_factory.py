@@ -8,7 +8,6 @@ from libcst.codemod.visitors import AddImportsVisitor
 
 from sessionfix.aliasing import inside_definition_of, wears_helper_name
 from sessionfix.config import Settings
-from sessionfix.flow import PathAnalysis, first_dirty_exit, session_method
 from sessionfix.model import Applicability
 from sessionfix.rule import Expect, ImportPlan, Invalid, PrefilterNeeds, Rule, Valid, import_line
 from sessionfix.sessionblock import SessionBlockPlan, plan_session_block

@@ -24,7 +24,7 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
-from sessionfix.index import ModuleInfo, ProjectIndex, resolve_relative
+from sessionfix.index import ModuleInfo, ProjectIndex, resolve_relative, dotted_name
 from sessionfix.model import Fact, HelperSemantics
 
 Action = Literal["commit", "rollback", "close"]
@@ -257,15 +257,6 @@ def returns_of(fn: cst.FunctionDef) -> list[cst.Return]:
     collector = _Collect(cst.Return)
     fn.body.visit(collector)
     return [n for n in collector.found if isinstance(n, cst.Return)]
-
-
-def dotted_name(node: cst.BaseExpression | None) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = dotted_name(node.value)
-        return f"{base}.{node.attr.value}" if base else None
-    return None
 
 
 def attribute_path(node: cst.BaseExpression, self_name: str) -> tuple[str, ...] | None:

@@ -12,7 +12,7 @@ discard the open transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import libcst as cst
 import libcst.matchers as m

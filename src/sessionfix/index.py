@@ -25,6 +25,10 @@ ASYNC_SESSIONMAKERS = frozenset(
     {"sqlalchemy.ext.asyncio.async_sessionmaker", "sqlalchemy.ext.asyncio.session.async_sessionmaker"}
 )
 
+#: SQLAlchemy's session classes themselves
+SESSIONS = frozenset({"sqlalchemy.orm.Session", "sqlalchemy.orm.session.Session"})
+ASYNC_SESSIONS = frozenset({"sqlalchemy.ext.asyncio.AsyncSession", "sqlalchemy.ext.asyncio.session.AsyncSession"})
+
 BindingKind = Literal["def", "class", "assign", "import", "alias", "module"]
 Status = Literal["project", "environment", "missing"]
 

@@ -16,14 +16,14 @@ import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, ScopeProvider
 from libcst.metadata.scope_provider import ComprehensionScope, Scope
 
-from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
+from sessionfix.config import Settings
+from sessionfix.index import ASYNC_SESSIONMAKERS, ASYNC_SESSIONS, SESSIONMAKERS, SESSIONS
+from sessionfix.rule import PrefilterNeeds
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
 
 Flavour = Literal["sync", "async"]
-SESSIONS = frozenset({"sqlalchemy.orm.Session", "sqlalchemy.orm.session.Session"})
-ASYNC_SESSIONS = frozenset({"sqlalchemy.ext.asyncio.AsyncSession", "sqlalchemy.ext.asyncio.session.AsyncSession"})
 #: callables that run their arguments later or elsewhere: a session given to them outlives the call
 _HANDOFF_CALLS = frozenset({
     "asyncio.create_task", "asyncio.ensure_future", "asyncio.gather", "threading.Thread",
@@ -51,6 +51,12 @@ def has_bind(call: cst.Call) -> bool | None:
         if arg.keyword is None or arg.keyword.value in ("bind", "binds"):
             return True
     return False
+
+
+def factory_prefilter_needs(settings: Settings) -> PrefilterNeeds:
+    """What a file must spell for `factory_flavour` to find a call in it (SF020, SF021)."""
+    factories = frozenset(settings.raw_factories) | {f for f in (settings.sync_factory,) if f}
+    return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories, made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS)
 
 
 def factory_flavour(rule: Rule, call: cst.Call) -> Flavour | None:

@@ -42,7 +42,7 @@ from sessionfix.exitpaths import (
     swallows_in_exit,
     yields_of,
 )
-from sessionfix.index import ModuleInfo, ProjectIndex
+from sessionfix.index import ASYNC_SESSIONS, SESSIONS, ModuleInfo, ProjectIndex
 from sessionfix.model import Fact, HelperSemantics
 
 CONTEXTMANAGER = frozenset({"contextlib.contextmanager"})
@@ -51,8 +51,6 @@ SESSIONMAKERS = frozenset({"sqlalchemy.orm.sessionmaker", "sqlalchemy.orm.sessio
 ASYNC_SESSIONMAKERS = frozenset(
     {"sqlalchemy.ext.asyncio.async_sessionmaker", "sqlalchemy.ext.asyncio.session.async_sessionmaker"}
 )
-SESSIONS = frozenset({"sqlalchemy.orm.Session", "sqlalchemy.orm.session.Session"})
-ASYNC_SESSIONS = frozenset({"sqlalchemy.ext.asyncio.AsyncSession", "sqlalchemy.ext.asyncio.session.AsyncSession"})
 
 _SessionBase = Literal["sync", "async"]
 _ANALYSERS: weakref.WeakKeyDictionary[ProjectIndex, HelperAnalyser] = weakref.WeakKeyDictionary()

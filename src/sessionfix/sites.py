@@ -245,10 +245,9 @@ class SessionSites(cst.CSTVisitor):
 
     def _ownership(self, node: cst.Call, kind: Kind) -> tuple[str, str]:
         """Who closes the session this call makes?"""
-        expr: cst.CSTNode = node
         parent = self._parent(node)
         if isinstance(parent, cst.Await):
-            expr, parent = parent, self._parent(parent)
+            parent = self._parent(parent)
         if isinstance(parent, (cst.Return, cst.Yield)):
             return "manual-correct", "returned to the caller, who owns and closes it"
         if isinstance(parent, cst.Arg):
@@ -259,7 +258,7 @@ class SessionSites(cst.CSTVisitor):
         fallback = False
         if isinstance(parent, (cst.BooleanOperation, cst.IfExp)):
             fallback = True
-            expr, parent = parent, self._parent(parent)
+            parent = self._parent(parent)
         if isinstance(parent, (cst.Assign, cst.AnnAssign)):
             targets = [t.target for t in parent.targets] if isinstance(parent, cst.Assign) else [parent.target]
             if len(targets) == 1 and isinstance(targets[0], cst.Name):
