@@ -81,7 +81,8 @@ class BareHelperCall(Rule):
         """Sites call a @contextmanager / @asynccontextmanager function of the project."""
         helpers = frozenset(h for h in (settings.sync_context, settings.async_context) if h)
         return PrefilterNeeds(names=helpers,
-                              decorated_by=frozenset({"contextlib.contextmanager", "contextlib.asynccontextmanager"}))
+                              decorated_by=frozenset({"contextlib.contextmanager", "contextlib.asynccontextmanager"}),
+                              used_only=True)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.SimpleStatementLine, _Edit] = {}

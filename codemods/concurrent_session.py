@@ -56,7 +56,7 @@ class ConcurrentSession(Rule):
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
         """Sites are asyncio.gather / create_task / ensure_future calls or a create_task/start_soon method."""
-        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS)
+        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True)
 
     def visit_Module(self, node: cst.Module) -> None:
         for found in m.findall(node, m.Call()):

@@ -46,7 +46,7 @@ class UnboundSession(Rule):
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
         """Sites call SQLAlchemy's Session / AsyncSession class."""
-        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS)
+        return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS, used_only=True)
 
     def visit_Module(self, node: cst.Module) -> None:
         self._replace: dict[cst.Call, str] = {}

@@ -56,7 +56,8 @@ def has_bind(call: cst.Call) -> bool | None:
 def factory_prefilter_needs(settings: Settings) -> PrefilterNeeds:
     """What a file must spell for `factory_flavour` to find a call in it (SF020, SF021)."""
     factories = frozenset(settings.raw_factories) | {f for f in (settings.sync_factory,) if f}
-    return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories, made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS)
+    return PrefilterNeeds(names=SESSIONS | ASYNC_SESSIONS | factories, made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS,
+                          used_only=True)
 
 
 def factory_flavour(rule: Rule, call: cst.Call) -> Flavour | None:

@@ -6,6 +6,12 @@ names it matches by meaning, plain words, or "imports that may not resolve". A n
 file under another spelling only through a project module that re-exports it, and that module
 must itself contain a spelling already known, so the tokens are closed over the project's
 re-exports (`Prefilter.close_over`) before any file is decided.
+
+A spelling is only a hint: `Session` is also `requests.Session`, or a type hint. So when a
+name's spelling occurs, Python's own parser (C, about 50x faster than building libcst's tree and
+its metadata) reads the file, and the rule runs only if some reference can resolve, as the rules
+resolve it (`ProjectIndex.canonical` of the imported dotted name), to one of its names
+(`References`). Whatever that reading cannot follow counts as a match.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ from __future__ import annotations
 import ast
 import codecs
 import io
+import json
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex, resolve_relative
@@ -232,6 +239,119 @@ def _mentions(nodes: Sequence[ast.AST]) -> set[str]:
     return found
 
 
+def _chain(node: ast.expr) -> list[str] | None:
+    """`a.b.c` -> ["a", "b", "c"]; None when the root is not a plain name (`f().x`)."""
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return parts[::-1]
+
+
+class References:
+    """What one file's names can stand for, read with `ast` (a superset of what libcst's
+    QualifiedNameProvider lets a rule conclude).
+
+    A name bound only by imports resolves through them, wherever in the file they are; a name
+    bound any other way (an assignment, a parameter, a definition) resolves to anything with its
+    spelling. References inside annotations are kept apart, unless the annotation calls
+    something, because a rule whose sites are calls (`used_only`) has nothing to do there.
+    Only reads that can matter are kept: a chain ending in one of `names`, or a plain name.
+    """
+
+    def __init__(self, tree: ast.Module, package: str, names: set[str]) -> None:
+        #: local name -> dotted names its imports bind it to (None: an import we cannot resolve)
+        self.imports: dict[str, list[str | None]] = {}
+        self.other: set[str] = set()
+        self.star = False
+        #: (dotted parts, inside an annotation) for attribute chains ending in one of `names`
+        self.chains: list[tuple[list[str], bool]] = []
+        #: plain names read -> whether inside an annotation (False wins: read somewhere else too)
+        self.plain: dict[str, bool] = {}
+        stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+        pop, push = stack.pop, stack.append
+        Name, Attribute, Load = ast.Name, ast.Attribute, ast.Load
+        while stack:
+            node, annotated = pop()
+            kind = type(node)
+            if kind is Name:
+                if type(node.ctx) is Load:  # type: ignore[attr-defined]
+                    ident = node.id  # type: ignore[attr-defined]
+                    self.plain[ident] = self.plain.get(ident, True) and annotated
+                else:
+                    self.other.add(node.id)  # type: ignore[attr-defined]
+                continue
+            if kind is Attribute:
+                if node.attr in names:  # type: ignore[attr-defined]
+                    parts = _chain(node)  # type: ignore[arg-type]
+                    if parts is not None:
+                        self.chains.append((parts, annotated))
+                push((node.value, annotated))  # type: ignore[attr-defined]
+                continue
+            if kind is ast.ImportFrom:
+                self._import_from(node, package)  # type: ignore[arg-type]
+                continue
+            if kind is ast.Import:
+                for alias in node.names:  # type: ignore[attr-defined]
+                    local = alias.asname or alias.name.split(".")[0]
+                    self.imports.setdefault(local, []).append(alias.name if alias.asname else local)
+                continue
+            if kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+                self.other.add(node.name)  # type: ignore[attr-defined]
+            elif kind is ast.arg:
+                self.other.add(node.arg)  # type: ignore[attr-defined]
+            elif kind in (ast.Global, ast.Nonlocal):
+                self.other.update(node.names)  # type: ignore[attr-defined]
+            elif kind in (ast.ExceptHandler, ast.MatchAs, ast.MatchStar):
+                if node.name:  # type: ignore[attr-defined]
+                    self.other.add(node.name)  # type: ignore[attr-defined]
+            elif kind is ast.MatchMapping and node.rest:  # type: ignore[attr-defined]
+                self.other.add(node.rest)  # type: ignore[attr-defined]
+            for field in node._fields:
+                value = getattr(node, field)
+                if isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, ast.AST):
+                            push((item, annotated))
+                elif isinstance(value, ast.AST):
+                    push((value, annotated or _is_annotation(kind, field, value)))
+
+    def _import_from(self, node: ast.ImportFrom, package: str) -> None:
+        module = resolve_relative(node.level, node.module, package)
+        for alias in node.names:
+            if alias.name == "*":
+                self.star = True
+                continue
+            local = alias.asname or alias.name
+            self.imports.setdefault(local, []).append(f"{module}.{alias.name}" if module else None)
+
+    def resolve(self, parts: list[str]) -> list[str] | None:
+        """The dotted names `parts` can stand for; None when it may stand for anything."""
+        root = parts[0]
+        bound = self.imports.get(root)
+        if not bound or root in self.other or None in bound:
+            return None
+        rest = "".join(f".{p}" for p in parts[1:])
+        return [f"{dotted}{rest}" for dotted in bound if dotted is not None]
+
+    def reads(self) -> Iterator[tuple[list[str], bool]]:
+        yield from self.chains
+        for name, annotated in self.plain.items():
+            yield [name], annotated
+
+
+_ANNOTATION_FIELDS = {(ast.arg, "annotation"), (ast.FunctionDef, "returns"), (ast.AsyncFunctionDef, "returns"),
+                      (ast.AnnAssign, "annotation")}
+
+
+def _is_annotation(kind: type, field: str, value: ast.AST) -> bool:
+    """An annotation that calls nothing (a call there runs, and could be a site)."""
+    return (kind, field) in _ANNOTATION_FIELDS and not any(isinstance(n, ast.Call) for n in ast.walk(value))
+
+
 def _last(dotted: str) -> bytes:
     return dotted.rpartition(".")[2].encode("utf-8")
 
@@ -245,8 +365,11 @@ class Prefilter:
         needs: dict[type[Rule], PrefilterNeeds | None] = {rule: rule.prefilter_needs(settings) for rule in rules}
         self.always = frozenset(rule for rule, need in needs.items() if need is None)
         self.imports = frozenset(rule for rule, need in needs.items() if need is not None and need.missing_imports)
+        self.used_only = frozenset(rule for rule, need in needs.items() if need is not None and need.used_only)
         #: spelling -> rules that need it (all a file is checked against)
         self.tokens: dict[bytes, set[type[Rule]]] = {}
+        #: the spellings rules need as written (`words`): they decide without References
+        self.words: dict[bytes, set[type[Rule]]] = {}
         #: canonical dotted name -> rules that match it by meaning, and its spellings
         self.targets: dict[str, set[type[Rule]]] = {}
         self.spellings: dict[str, set[bytes]] = {}
@@ -257,6 +380,7 @@ class Prefilter:
                 continue
             for word in need.words:
                 self.tokens.setdefault(word.encode("utf-8"), set()).add(rule)
+                self.words.setdefault(word.encode("utf-8"), set()).add(rule)
             for name in need.names | need.made_by | need.decorated_by:
                 self._target(project.canonical(name), {rule}, name)
             self.makers[rule] = frozenset(project.canonical(n) for n in need.made_by)
@@ -339,17 +463,29 @@ class Prefilter:
 
     def fingerprint(self) -> str:
         """A stable text form of what the prefilter looks for (part of every cache key)."""
-        return repr((sorted(r.CODE for r in self.rules), sorted(r.CODE for r in self.always),
-                     sorted(r.CODE for r in self.imports), sorted(self.dump().items())))
+        return json.dumps([sorted(r.CODE for r in self.rules), sorted(r.CODE for r in self.always),
+                           sorted(r.CODE for r in self.imports), sorted(r.CODE for r in self.used_only),
+                           self.dump()], sort_keys=True)
 
-    def restore(self, tokens: Mapping[str, list[str]]) -> None:
-        """Take a closure computed by an earlier run (see `sessionfix.session`)."""
+    def dump(self) -> dict[str, dict[str, list[str]]]:
+        """The closure's state as JSON-able data (see `restore`)."""
+        def codes(rules: set[type[Rule]]) -> list[str]:
+            return sorted(r.CODE for r in rules)
+
+        return {
+            "tokens": {t.decode("utf-8", "replace"): codes(rules) for t, rules in self.tokens.items()},
+            "targets": {target: codes(rules) for target, rules in self.targets.items()},
+            "spellings": {target: sorted(s.decode("utf-8", "replace") for s in spelled)
+                          for target, spelled in self.spellings.items()},
+        }
+
+    def restore(self, state: Mapping[str, Mapping[str, list[str]]]) -> None:
+        """Take the state of a closure computed by an earlier run (from `dump`, or a snapshot)."""
         by_code = {rule.CODE: rule for rule in self.rules}
-        for token, codes in tokens.items():
-            self.tokens.setdefault(token.encode("utf-8"), set()).update(by_code[c] for c in codes if c in by_code)
-
-    def dump(self) -> dict[str, list[str]]:
-        return {token.decode("utf-8", "replace"): sorted(r.CODE for r in rules) for token, rules in self.tokens.items()}
+        self.tokens = {t.encode("utf-8"): {by_code[c] for c in codes if c in by_code}
+                       for t, codes in state["tokens"].items()}
+        self.targets = {target: {by_code[c] for c in codes if c in by_code} for target, codes in state["targets"].items()}
+        self.spellings = {target: {s.encode("utf-8") for s in spelled} for target, spelled in state["spellings"].items()}
 
     # -- per file --------------------------------------------------------------------------
 
@@ -358,12 +494,61 @@ class Prefilter:
         if not ascii_readable(raw):
             return self.rules
         chosen = set(self.always)
+        spelled: set[bytes] = set()
         for token, rules in self.tokens.items():
             if not rules <= chosen and occurs(token, raw):
-                chosen |= rules
+                chosen |= self.words.get(token, set())
+                spelled.add(token)
+        package: str | None = None
+        if spelled:
+            package = self.project.module_name_for(path)[1]
+            chosen |= self._reached(raw, package, spelled)
         pending = self.imports - chosen
         if pending:
-            _, package = self.project.module_name_for(path)
+            if package is None:
+                package = self.project.module_name_for(path)[1]
             if import_may_fail(raw, self.project, package):
                 chosen |= pending
         return tuple(rule for rule in self.rules if rule in chosen)
+
+    def _reached(self, raw: bytes, package: str, spelled: set[bytes]) -> set[type[Rule]]:
+        """The rules one of whose names a reference in the file can stand for (see References)."""
+        names = {token.decode("utf-8") for token in spelled}
+        by_spelling: dict[str, set[type[Rule]]] = {}
+        for target, spellings in self.spellings.items():
+            for spelling in spellings & spelled:
+                by_spelling.setdefault(spelling.decode("utf-8"), set()).update(self.targets[target])
+        anything = set().union(*by_spelling.values()) if by_spelling else set()
+        try:
+            references = References(ast.parse(raw), package, names)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return anything  # libcst will say what is wrong, or read what `ast` cannot
+        if references.star:
+            return anything
+        used: set[type[Rule]] = set()
+        named: set[type[Rule]] = set()  # only imported, or only in annotations
+        for parts, in_annotation in references.reads():
+            dotted = references.resolve(parts)
+            if dotted is None:
+                if parts[-1] not in names:
+                    continue
+            else:  # `from m import Session as S` ... `S()`: what S stands for is spelled in m
+                dotted = [d for d in dotted if d.rpartition(".")[2] in names]
+                if not dotted:
+                    continue
+            found = self._resolve(dotted, by_spelling.get(parts[-1], set()))
+            (named if in_annotation else used).update(found)
+        for local, bound in references.imports.items():
+            for dotted in bound:
+                last = dotted.rpartition(".")[2] if dotted else local
+                if last in names:
+                    named.update(self._resolve([dotted] if dotted else None, by_spelling.get(last, set())))
+        return used | (named - self.used_only)
+
+    def _resolve(self, dotted: list[str] | None, spelled_rules: set[type[Rule]]) -> set[type[Rule]]:
+        if dotted is None:
+            return spelled_rules
+        found: set[type[Rule]] = set()
+        for name in dotted:
+            found |= self.targets.get(self.project.canonical(name), set())
+        return found

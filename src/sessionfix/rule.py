@@ -252,7 +252,9 @@ def helper_semantics(project: ProjectIndex, helper: str) -> HelperSemantics:
 class PrefilterNeeds:
     """What must be in a file's bytes for a rule to have anything to do there (sessionfix.prefilter).
 
-    The prefilter runs a rule on a file when any of these can occur in it; it never parses to decide.
+    The prefilter runs a rule on a file when any of these can occur in it. It decides from the
+    bytes, and for `names` also from Python's own parser: a spelling counts only where it can stand
+    for one of the names (see `sessionfix.prefilter.References`).
     """
 
     #: dotted names the rule matches by meaning (raw factories, helpers); the prefilter also looks
@@ -268,6 +270,9 @@ class PrefilterNeeds:
     decorated_by: frozenset[str] = frozenset()
     #: the rule reports imports that do not resolve: also run it where an import may not
     missing_imports: bool = False
+    #: every site reads one of `names` as a value (a call, a `with` item, an alias): a file that
+    #: only imports them, or names them only in annotations, holds none
+    used_only: bool = False
 
 
 def _same_line(line: int) -> int:

@@ -101,17 +101,15 @@ class Run:
         files = self._closure_files()
         stored_path = self.config.root / CACHE_DIR / "prefilter.json"
         base = prefilter.fingerprint()
-        base_tokens = {token: set(rules) for token, rules in prefilter.tokens.items()}
-        base_spellings = {target: set(spelled) for target, spelled in prefilter.spellings.items()}
+        initial = prefilter.dump()
         stored = read_json(stored_path) if self.use_cache else None
-        if isinstance(stored, dict) and stored.get("base") == base and isinstance(stored.get("tokens"), dict):
-            prefilter.restore(stored["tokens"])
+        if isinstance(stored, dict) and stored.get("base") == base and isinstance(stored.get("state"), dict):
+            prefilter.restore(stored["state"])
             looked = set(prefilter.tokens)
             self._scan(files, list(looked))
             if stored.get("seeds") == self._seed_key(prefilter, files):
                 return
-            prefilter.tokens = base_tokens
-            prefilter.spellings = base_spellings
+            prefilter.restore(initial)
         else:
             looked = set(prefilter.tokens)
             self._scan(files, list(looked))
@@ -125,7 +123,7 @@ class Run:
                 self._scan(files, list(looked))
         if self.use_cache:
             try:
-                write_json(stored_path.parent, stored_path, {"base": base, "tokens": prefilter.dump(),
+                write_json(stored_path.parent, stored_path, {"base": base, "state": prefilter.dump(),
                                                              "seeds": self._seed_key(prefilter, files)})
             except OSError as exc:
                 self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
