@@ -7,15 +7,20 @@ alone; sessionfix's runner runs all of them in order and collects their records.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import functools
 import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Mapping, Sequence
+from typing import Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
 
 import libcst as cst
-from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst._metadata_dependent import _UNDEFINED_DEFAULT
+from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod.visitors import AddImportsVisitor
+from libcst.metadata.base_provider import BaseMetadataProvider
 from libcst.metadata import (
     ParentNodeProvider,
     PositionProvider,
@@ -27,6 +32,8 @@ from libcst.metadata import (
 from sessionfix.config import Settings, declared_dependencies, load_config
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -284,6 +291,77 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
     return ProjectIndex(root, declared=declared_dependencies(pyproject))
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """The node's children, read from its fields (libcst's `children` re-visits the node)."""
+    names = _FIELDS.get(type(node))
+    if names is None:
+        names = _FIELDS[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+    for name in names:
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                if isinstance(item, cst.CSTNode):
+                    yield item
+
+
+class FastParentNodeProvider(BaseMetadataProvider[cst.CSTNode]):
+    """ParentNodeProvider's answers in a fifth of its time: it asks every node for its
+    `children`, and each of those asks is a visit of its own."""
+
+    def _gen_impl(self, module: cst.Module) -> None:
+        stack: list[cst.CSTNode] = [module]
+        push, pop, set_parent = stack.append, stack.pop, self.set_metadata
+        fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
+        while stack:
+            node = pop()
+            names = fields.get(type(node))
+            if names is None:
+                names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+            for name in names:
+                value = getattr(node, name)
+                if isinstance(value, node_type):
+                    set_parent(value, node)
+                    push(value)
+                elif isinstance(value, sequence):
+                    for item in value:
+                        if isinstance(item, node_type):
+                            set_parent(item, node)
+                            push(item)
+
+
+def _import_prefix(body: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
+    """The module's statements up to the first one that is not an import (docstring aside):
+    all of the module AddImportsVisitor reads."""
+    for index, statement in enumerate(body):
+        if index == 0:
+            continue
+        if not (isinstance(statement, cst.SimpleStatementLine) and statement.body
+                and isinstance(statement.body[0], (cst.Import, cst.ImportFrom))):
+            return list(body[:index + 1])
+    return list(body)
+
+
+class TopImportsVisitor(AddImportsVisitor):
+    """AddImportsVisitor without walking the whole module.
+
+    It reads and extends only the imports at the top of the module, and inserts new ones there,
+    so it needs to see the module, its top-level simple statements and their imports; walking
+    every expression of every function (twice, with its gatherer) is most of a rule's time.
+    """
+
+    def visit_Module(self, node: cst.Module) -> None:
+        super().visit_Module(node.with_changes(body=_import_prefix(node.body)))
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        super().on_visit(node)
+        return isinstance(node, (cst.Module, cst.SimpleStatementLine))
+
+
 class Rule(BindingMixin, VisitorBasedCodemodCommand):
     """Shared options and record keeping; subclasses hold one rule each."""
 
@@ -332,6 +410,51 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         #: input line -> line on disk; identity unless the runner says otherwise
         self.line_map: Callable[[int], int] = _same_line
         super().__init__(context)
+
+    def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
+        if transform is AddImportsVisitor:  # it needs no metadata: no wrapper, no copy of the tree
+            return TopImportsVisitor(self.context).transform_module_impl(tree)
+        return super()._instantiate_and_run(transform, tree)
+
+    # -- metadata, computed when first asked for ----------------------------------------
+
+    @contextlib.contextmanager
+    def resolve(self, wrapper: cst.MetadataWrapper) -> Iterator[None]:
+        """Unlike libcst's, resolves nothing yet: most rules decide from the tree's shape that
+        a file holds nothing for them, and scopes, qualified names and positions cost far more
+        than parsing. `get_metadata` computes a provider on first use; the wrapper keeps it for
+        the next rule that reads the same tree."""
+        self._wrapper: cst.MetadataWrapper | None = wrapper
+        self.metadata = {}
+        try:
+            yield
+        finally:
+            self.metadata = {}
+            self._wrapper = None
+
+    def get_metadata(self, key: type[BaseMetadataProvider[_T]], node: cst.CSTNode,
+                     default: _T = _UNDEFINED_DEFAULT) -> _T:  # type: ignore[assignment]
+        wrapper = getattr(self, "_wrapper", None)
+        if key is QualifiedNameProvider and wrapper is not None:
+            return self._qualified_names(node, default)  # type: ignore[return-value]
+        if key not in self.metadata and wrapper is not None and key in self.get_inherited_dependencies():
+            if key is ParentNodeProvider:
+                self.metadata[key] = wrapper.resolve(FastParentNodeProvider)
+            else:
+                self.metadata.update(wrapper.resolve_many([key]))
+        return super().get_metadata(key, node, default)
+
+    def _qualified_names(self, node: cst.CSTNode, default: object) -> object:
+        """QualifiedNameProvider's answer for one node. The provider walks the whole module to
+        wrap every node's answer in a LazyValue; rules ask about a few call sites."""
+        scope = self.get_metadata(ScopeProvider, node, None)
+        if scope is not None:
+            return scope.get_qualified_names_for(node)
+        if node is self._wrapper.module or self.get_metadata(ParentNodeProvider, node, None) is not None:  # type: ignore[union-attr]
+            return set()  # in the tree, outside any scope
+        if default is _UNDEFINED_DEFAULT:
+            raise KeyError(node)
+        return default
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         descend = super().on_visit(node)

@@ -91,7 +91,7 @@ def process_source(
         return result
     module_name, package = project.module_name_for(job.path)
     original_code = tree.code
-    wrapper = MetadataWrapper(tree)
+    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)  # a parsed tree shares no nodes
     current = wrapper.module
     for rule_class in rules:
         context = CodemodContext(
