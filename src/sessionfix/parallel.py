@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
@@ -91,7 +91,29 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int) -> Iterator[Outcome]:
+def chunk(jobs: Sequence[Job], size: int, heavy: Callable[[Job], bool]) -> list[list[Job]]:
+    """Consecutive jobs in chunks of up to `size`; a heavy job (one that may be parsed) goes
+    alone, so the few slow files spread over the workers instead of queueing in one chunk."""
+    chunks: list[list[Job]] = []
+    light: list[Job] = []
+    for job in jobs:
+        if heavy(job):
+            if light:
+                chunks.append(light)
+                light = []
+            chunks.append([job])
+        else:
+            light.append(job)
+            if len(light) == size:
+                chunks.append(light)
+                light = []
+    if light:
+        chunks.append(light)
+    return chunks
+
+
+def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int,
+             heavy: Callable[[Job], bool] = lambda job: False) -> Iterator[Outcome]:
     """Outcomes for `jobs`, in their order, computed by `workers` processes (1: in this one)."""
     if workers <= 1 or len(jobs) < 2:
         for job in jobs:
@@ -99,7 +121,7 @@ def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int) -> Iterator[Ou
         return
     workers = min(workers, len(jobs))
     size = max(1, min(16, len(jobs) // (workers * 4)))
-    chunks = [list(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+    chunks = chunk(jobs, size, heavy)
     with _context().Pool(workers, initializer=_initialise, initargs=(state,)) as pool:
         for outcomes in pool.imap(_work_chunk, chunks):
             yield from outcomes

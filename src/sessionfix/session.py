@@ -170,7 +170,11 @@ class Run:
         self.cached = len(answers)
         state = WorkState(self.project, self.settings, tuple(self.rules), prefilter, self.keep_original)
         pending = [job for position, job in enumerate(jobs) if position not in answers]
-        outcomes: Iterator[Outcome] = run_jobs(state, pending, self.jobs)
+        def heavy(job: Job) -> bool:  # holds a token the prefilter looks for: may be parsed
+            scanned = self._scanned.get(job.path)
+            return scanned is None or bool(scanned.tokens)
+
+        outcomes: Iterator[Outcome] = run_jobs(state, pending, self.jobs, heavy)
         try:
             for position, job in enumerate(jobs):
                 if position in answers:

@@ -64,6 +64,18 @@ def test_jobs_give_the_same_results_in_the_same_order(tree: Path) -> None:
     assert any(k[3] for k in one) and any(k[4] for k in one)  # changes and an error among them
 
 
+def test_chunks_keep_order_and_give_heavy_files_their_own() -> None:
+    from sessionfix.parallel import chunk
+    from sessionfix.runner import Job
+
+    jobs = [Job(Path(f"f{i}.py"), f"f{i}.py") for i in range(10)]
+    heavy = {jobs[2], jobs[3], jobs[9]}
+    chunks = chunk(jobs, 3, lambda job: job in heavy)
+    assert [job for part in chunks for job in part] == jobs
+    assert [len(part) for part in chunks] == [2, 1, 1, 3, 2, 1]
+    assert all(part == [job] for part in chunks for job in part if job in heavy)
+
+
 def test_diff_output_is_identical_for_any_jobs(tree: Path) -> None:
     runner = CliRunner()
     outputs = [runner.invoke(app, ["diff", str(tree), "--no-cache", "--jobs", jobs, "--format", "json"]).stdout
