@@ -67,6 +67,11 @@ class TrackingIndex(ProjectIndex):
         self._facts[name] = fact
         return fact
 
+    def known_digests(self, digests: dict[Path, str]) -> None:
+        """Hashes of files read moments ago (a file that changes after this is seen as it was)."""
+        for path, value in digests.items():
+            self._digests.setdefault(path, value)
+
     def file_digest(self, path: Path) -> str:
         if path not in self._digests:
             try:

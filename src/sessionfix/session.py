@@ -159,6 +159,10 @@ class Run:
             self._close(prefilter)
         elif use_cache:
             self._scan(self.files, [])
+        if use_cache:  # the first pass hashed every file already: facts about project modules reuse it
+            assert isinstance(self.project, TrackingIndex)
+            self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
+                                        if scanned.digest is not None})
         cache = ResultCache(self.config.root, self._run_key(prefilter), self.warn) if use_cache else None
         jobs = [Job(path, self.display(path)) for path in self.files]
         answers: dict[int, FileResult] = {}

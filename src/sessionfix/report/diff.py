@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import io
+import tokenize
 
 from rich.console import Console
 from rich.text import Text
-
-import libcst as cst
 
 from sessionfix.model import FileResult
 
 
 def _decode(data: bytes) -> str:
+    """The text as Python reads it (BOM or PEP 263 cookie, as libcst does), without parsing."""
     try:
-        encoding = cst.parse_module(data).encoding
-    except Exception:  # not parseable: show it as UTF-8 with replacements
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+        codecs.lookup(encoding)
+    except (SyntaxError, LookupError):  # a bad cookie: show it as UTF-8 with replacements
         encoding = "utf-8"
     return data.decode(encoding, errors="replace").lstrip("\ufeff")
 
