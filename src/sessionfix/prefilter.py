@@ -8,8 +8,8 @@ must itself contain a spelling already known, so the tokens are closed over the 
 re-exports (`Prefilter.close_over`) before any file is decided.
 
 A spelling is only a hint: `Session` is also `requests.Session`, or a type hint. So when a
-name's spelling occurs, Python's own parser (C, about 50x faster than building libcst's tree and
-its metadata) reads the file, and the rule runs only if some reference can resolve, as the rules
+name's spelling occurs, Python's own parser (written in C; on the benchmark's files about 100x
+faster than libcst's parse plus metadata) reads the file, and the rule runs only if some reference can resolve, as the rules
 resolve it (`ProjectIndex.canonical` of the imported dotted name), to one of its names
 (`References`). Whatever that reading cannot follow counts as a match.
 """
@@ -404,9 +404,6 @@ class Prefilter:
         return added
 
     # -- the re-export closure -------------------------------------------------------------
-
-    def has_token(self, raw: bytes) -> bool:
-        return not ascii_readable(raw) or any(occurs(token, raw) for token in self.tokens)
 
     def close_over(self, seeds: Mapping[Path, frozenset[bytes]]) -> bool:
         """Learn the names the seed modules (files holding a token, with the tokens they hold)

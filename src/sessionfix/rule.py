@@ -294,21 +294,6 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    """The node's children, read from its fields (libcst's `children` re-visits the node)."""
-    names = _FIELDS.get(type(node))
-    if names is None:
-        names = _FIELDS[type(node)] = tuple(f.name for f in dataclasses.fields(node))
-    for name in names:
-        value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
-            yield value
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                if isinstance(item, cst.CSTNode):
-                    yield item
-
-
 class FastParentNodeProvider(BaseMetadataProvider[cst.CSTNode]):
     """ParentNodeProvider's answers in a fifth of its time: it asks every node for its
     `children`, and each of those asks is a visit of its own."""
@@ -409,6 +394,8 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         self._raw: frozenset[str] | None = None
         #: input line -> line on disk; identity unless the runner says otherwise
         self.line_map: Callable[[int], int] = _same_line
+        #: the tree's wrapper while the rule runs (metadata is resolved from it on first use)
+        self._wrapper: cst.MetadataWrapper | None = None
         super().__init__(context)
 
     def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
@@ -424,7 +411,7 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         a file holds nothing for them, and scopes, qualified names and positions cost far more
         than parsing. `get_metadata` computes a provider on first use; the wrapper keeps it for
         the next rule that reads the same tree."""
-        self._wrapper: cst.MetadataWrapper | None = wrapper
+        self._wrapper = wrapper
         self.metadata = {}
         try:
             yield
@@ -434,7 +421,7 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
 
     def get_metadata(self, key: type[BaseMetadataProvider[_T]], node: cst.CSTNode,
                      default: _T = _UNDEFINED_DEFAULT) -> _T:  # type: ignore[assignment]
-        wrapper = getattr(self, "_wrapper", None)
+        wrapper = self._wrapper
         if key is QualifiedNameProvider and wrapper is not None:
             return self._qualified_names(node, default)  # type: ignore[return-value]
         if key not in self.metadata and wrapper is not None and key in self.get_inherited_dependencies():

@@ -17,7 +17,7 @@ from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, QualifiedNameProvider
 
-from sessionfix.rule import FastParentNodeProvider, Rule, TopImportsVisitor, child_nodes
+from sessionfix.rule import FastParentNodeProvider, Rule, TopImportsVisitor
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted([*REPO.glob("src/sessionfix/*.py"), *REPO.glob("codemods/*.py"), *REPO.glob("examples/**/*.py")])
@@ -30,15 +30,6 @@ class _Probe(Rule):
     APPLICABILITIES = ()
 
 
-def _nodes(module: cst.Module) -> list[cst.CSTNode]:
-    found, stack = [], [module]
-    while stack:
-        node = stack.pop()
-        found.append(node)
-        stack.extend(child_nodes(node))
-    return found
-
-
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_parents_and_qualified_names_match_libcst(path: Path) -> None:
     wrapper = MetadataWrapper(cst.parse_module(path.read_bytes()), unsafe_skip_copy=True)
@@ -47,7 +38,7 @@ def test_parents_and_qualified_names_match_libcst(path: Path) -> None:
     qualified = wrapper.resolve(QualifiedNameProvider)
     probe = _Probe(CodemodContext())
     with probe.resolve(wrapper):
-        for node in _nodes(wrapper.module):
+        for node in [wrapper.module, *parents]:
             expected = qualified[node]
             expected = expected if isinstance(expected, (set, frozenset)) else expected()  # a LazyValue
             assert set(probe.get_metadata(QualifiedNameProvider, node)) == set(expected)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import difflib
 import io
 import tokenize
@@ -17,8 +16,7 @@ def _decode(data: bytes) -> str:
     """The text as Python reads it (BOM or PEP 263 cookie, as libcst does), without parsing."""
     try:
         encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
-        codecs.lookup(encoding)
-    except (SyntaxError, LookupError):  # a bad cookie: show it as UTF-8 with replacements
+    except SyntaxError:  # an unknown or malformed cookie: show it as UTF-8 with replacements
         encoding = "utf-8"
     return data.decode(encoding, errors="replace").lstrip("\ufeff")
 
