@@ -9,6 +9,7 @@ from libcst.metadata import ParentNodeProvider, ScopeProvider
 from sessionfix.config import Settings
 from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS
 from sessionfix.model import Applicability
+from sessionfix.semantics import ASYNCCONTEXTMANAGER, CONTEXTMANAGER
 from sessionfix.rule import Expect, Invalid, PrefilterNeeds, Rule, Valid
 
 REPORT = Applicability.REPORT
@@ -55,8 +56,16 @@ class ConcurrentSession(Rule):
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
-        """Sites are asyncio.gather / create_task / ensure_future calls or a create_task/start_soon method."""
-        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True)
+        """Sites are asyncio.gather / create_task / ensure_future calls or a create_task/start_soon
+        method, and a session must be in reach: every way `_binds_session` accepts one."""
+        helpers = {h for h in (settings.sync_factory, settings.sync_context, settings.async_context) if h}
+        sessions = PrefilterNeeds(
+            names=_SESSIONS | frozenset(settings.raw_factories) | helpers,
+            made_by=SESSIONMAKERS | ASYNC_SESSIONMAKERS,
+            decorated_by=CONTEXTMANAGER | ASYNCCONTEXTMANAGER,
+            context_classes=True,
+        )
+        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True, also=sessions)
 
     def visit_Module(self, node: cst.Module) -> None:
         for found in m.findall(node, m.Call()):

@@ -210,6 +210,44 @@ def occurs(token: bytes, raw: bytes) -> bool:
     return False
 
 
+#: methods that make a class a context manager
+_CONTEXT_METHODS = frozenset({"__enter__", "__aenter__", "__exit__", "__aexit__"})
+
+
+@dataclass(frozen=True)
+class _Also:
+    """A rule's second condition (`PrefilterNeeds.also`), kept in the tables as if it were a rule."""
+
+    rule: type[Rule]
+
+    @property
+    def CODE(self) -> str:  # noqa: N802 - read where a rule's CODE is
+        return f"{self.rule.CODE}&"
+
+
+def _class_mentions(statement: ast.ClassDef) -> set[str]:
+    """What a class's bases and keywords mention, and the methods its body defines."""
+    found = _mentions([*statement.bases, *(k.value for k in statement.keywords)])
+    found.update(s.name for s in statement.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)))
+    return found
+
+
+def _module_statements(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Statements that bind module-level names (not those inside functions or classes)."""
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        statement = pending.pop()
+        yield statement
+        if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue  # their bodies bind no module names
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            for child in getattr(statement, field, ()) or ():
+                if isinstance(child, ast.stmt):
+                    pending.append(child)
+                elif isinstance(child, (ast.ExceptHandler, ast.match_case)):
+                    pending.extend(child.body)
+
+
 def _bindings(statement: ast.stmt) -> list[tuple[str, set[str]]]:
     """(name bound, names its value is read from) for what the index could record as an alias,
     an import, a call result or a decorated function; a superset of those."""
@@ -219,6 +257,8 @@ def _bindings(statement: ast.stmt) -> list[tuple[str, set[str]]]:
         return [(a.asname or a.name.split(".")[0], set(a.name.split("."))) for a in statement.names]
     if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
         return [(statement.name, _mentions(statement.decorator_list))]
+    if isinstance(statement, ast.ClassDef):
+        return [(statement.name, _class_mentions(statement))]
     if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
         value = statement.value.func if isinstance(statement.value, ast.Call) else statement.value
         source = _mentions([value]) if isinstance(value, (ast.Name, ast.Attribute)) else set()
@@ -362,7 +402,13 @@ class Prefilter:
     def __init__(self, rules: Sequence[type[Rule]], settings: Settings, project: ProjectIndex) -> None:
         self.rules = tuple(rules)
         self.project = project
-        needs: dict[type[Rule], PrefilterNeeds | None] = {rule: rule.prefilter_needs(settings) for rule in rules}
+        needs: dict[type[Rule] | _Also, PrefilterNeeds | None] = {rule: rule.prefilter_needs(settings) for rule in rules}
+        #: rule -> the key its second condition goes by in the tables below
+        self.also = {rule: _Also(rule) for rule in self.rules if (need := needs[rule]) is not None and need.also}
+        for rule, key in self.also.items():
+            needs[key] = needs[rule].also  # type: ignore[union-attr]
+        #: everything the tables name: the rules, then the second conditions
+        self.keys: tuple[type[Rule] | _Also, ...] = (*self.rules, *self.also.values())
         self.always = frozenset(rule for rule, need in needs.items() if need is None)
         self.imports = frozenset(rule for rule, need in needs.items() if need is not None and need.missing_imports)
         self.used_only = frozenset(rule for rule, need in needs.items() if need is not None and need.used_only)
@@ -375,6 +421,9 @@ class Prefilter:
         self.spellings: dict[str, set[bytes]] = {}
         self.makers: dict[type[Rule], frozenset[str]] = {}
         self.decorators: dict[type[Rule], frozenset[str]] = {}
+        self.classes = frozenset(key for key, need in needs.items() if need is not None and need.context_classes)
+        for method in sorted(_CONTEXT_METHODS) if self.classes else ():
+            self.tokens.setdefault(method.encode("ascii"), set())  # so the modules defining them are seeds
         for rule, need in needs.items():
             if need is None:
                 continue
@@ -416,6 +465,7 @@ class Prefilter:
             info = self.project.module(module) if module else None
             if info is None or info.path is None or info.path.resolve() != path.resolve():
                 continue  # not importable under that name: nothing can import a name from it
+            classes = self._classes(path) if self.classes else {}
             for local, binding in info.names.items():
                 dotted = f"{module}.{local}"
                 target = self.project.canonical(dotted)
@@ -426,9 +476,28 @@ class Prefilter:
                 for rule, decorators in self.decorators.items():
                     if binding.kind == "def" and any(held & self.spellings.get(d, set()) for d in decorators):
                         rules.add(rule)
+                for rule in self.classes:
+                    if binding.kind == "class" and classes.get(local, set()) & self._class_marks(rule):
+                        rules.add(rule)
                 if rules:
                     added |= self._target(target, rules, local)
         return added
+
+    def _classes(self, path: Path) -> dict[str, set[str]]:
+        """The module's classes, each with what `_class_mentions` reads from it."""
+        try:
+            tree = ast.parse(path.read_bytes())
+        except (SyntaxError, ValueError, OSError, RecursionError):
+            return {}  # the index cannot read it either
+        return {s.name: _class_mentions(s) for s in _module_statements(tree) if isinstance(s, ast.ClassDef)}
+
+    def _class_marks(self, rule: type[Rule]) -> set[str]:
+        """What makes a class count for `rule`: a context method, or a base that is one of its names."""
+        marks = set(_CONTEXT_METHODS)
+        for target, rules in self.targets.items():
+            if rule in rules:
+                marks.update(spelling.decode("utf-8", "replace") for spelling in self.spellings.get(target, ()))
+        return marks
 
     def _may_bind(self, path: Path) -> bool:
         """Can this module bind a name the index would map to a target under a new spelling?
@@ -442,31 +511,22 @@ class Prefilter:
         except (SyntaxError, ValueError, OSError, RecursionError):
             return True
         spelled = {token.decode("utf-8", "replace") for token in self.tokens}
-        pending: list[ast.stmt] = list(tree.body)
-        while pending:
-            statement = pending.pop()
+        for statement in _module_statements(tree):
             for bound, source in _bindings(statement):
                 if bound not in spelled and source & spelled:
                     return True
-            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue  # their bodies bind no module names
-            for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-                for child in getattr(statement, field, ()) or ():
-                    if isinstance(child, ast.stmt):
-                        pending.append(child)
-                    elif isinstance(child, (ast.ExceptHandler, ast.match_case)):
-                        pending.extend(child.body)
         return False
 
     def fingerprint(self) -> str:
         """A stable text form of what the prefilter looks for (part of every cache key)."""
         return json.dumps([sorted(r.CODE for r in self.rules), sorted(r.CODE for r in self.always),
                            sorted(r.CODE for r in self.imports), sorted(r.CODE for r in self.used_only),
+                           sorted(r.CODE for r in self.also.values()), sorted(r.CODE for r in self.classes),
                            self.dump()], sort_keys=True)
 
     def dump(self) -> dict[str, dict[str, list[str]]]:
         """The closure's state as JSON-able data (see `restore`)."""
-        def codes(rules: set[type[Rule]]) -> list[str]:
+        def codes(rules: set[type[Rule] | _Also]) -> list[str]:
             return sorted(r.CODE for r in rules)
 
         return {
@@ -478,7 +538,7 @@ class Prefilter:
 
     def restore(self, state: Mapping[str, Mapping[str, list[str]]]) -> None:
         """Take the state of a closure computed by an earlier run (from `dump`, or a snapshot)."""
-        by_code = {rule.CODE: rule for rule in self.rules}
+        by_code = {rule.CODE: rule for rule in self.keys}
         self.tokens = {t.encode("utf-8"): {by_code[c] for c in codes if c in by_code}
                        for t, codes in state["tokens"].items()}
         self.targets = {target: {by_code[c] for c in codes if c in by_code} for target, codes in state["targets"].items()}
@@ -506,7 +566,7 @@ class Prefilter:
                 package = self.project.module_name_for(path)[1]
             if import_may_fail(raw, self.project, package):
                 chosen |= pending
-        return tuple(rule for rule in self.rules if rule in chosen)
+        return tuple(rule for rule in self.rules if rule in chosen and self.also.get(rule, rule) in chosen)
 
     def _reached(self, raw: bytes, package: str, spelled: set[bytes]) -> set[type[Rule]]:
         """The rules one of whose names a reference in the file can stand for (see References)."""

@@ -280,6 +280,12 @@ class PrefilterNeeds:
     #: every site reads one of `names` as a value (a call, a `with` item, an alias): a file that
     #: only imports them, or names them only in annotations, holds none
     used_only: bool = False
+    #: classes count too: every class a project module defines that has `__enter__`, `__aenter__`,
+    #: `__exit__` or `__aexit__`, or whose bases mention one of `names` (e.g. a session subclass)
+    context_classes: bool = False
+    #: a second condition: the rule runs only where this one can be met as well (e.g. a call
+    #: that spawns tasks AND a session to share between them)
+    also: PrefilterNeeds | None = None
 
 
 def _same_line(line: int) -> int:

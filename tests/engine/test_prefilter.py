@@ -246,6 +246,51 @@ REFERENCES = {
         def find(session: Session, user_id: int) -> Session:
             return session.get(dict, user_id)
         """,
+    "core/ctx.py": """\
+        from core.db import async_session
+
+
+        class Unit:
+            async def __aenter__(self):
+                self.session = async_session()
+                return self.session
+
+            async def __aexit__(self, exc_type, exc, tb):
+                await self.session.close()
+        """,
+    "core/more.py": """\
+        from core.ctx import Unit as _Unit
+
+
+        class Derived(_Unit):
+            pass
+        """,
+    "gather_class.py": """\
+        import asyncio
+
+        from core.more import Derived
+
+
+        async def dashboard(load_users, load_orders):
+            async with Derived() as db:
+                return await asyncio.gather(load_users(db), load_orders(db))
+        """,
+    "gather_param.py": """\
+        import asyncio
+
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+
+        async def dashboard(db: AsyncSession, load_users, load_orders):
+            return await asyncio.gather(load_users(db), load_orders(db))
+        """,
+    "gather_only.py": """\
+        import asyncio
+
+
+        async def both(first, second, db):
+            return await asyncio.gather(first(db), second(db))
+        """,
     "requests_only.py": """\
         import requests
 
@@ -268,7 +313,7 @@ def test_prefilter_changes_no_result_on_references(tmp_path: Path) -> None:
         assert with_prefilter == _results(root, options, prefilter=False)
     found = {key[0]: key for key in with_prefilter}
     for name in ("alias_import.py", "module_attr.py", "module_alias.py", "bound_session.py", "local_import.py",
-                 "core/jobs.py"):
+                 "core/jobs.py", "gather_class.py", "gather_param.py"):
         assert found[name][1] or found[name][2], f"{name}: the rules find nothing, so the test proves nothing"
 
 
@@ -290,6 +335,9 @@ def _chosen(root: Path, name: str) -> set[str]:
     ("rebound.py", {"SF020", "SF021", "SF022", "SF002", "SF003", "SF010", "SF011", "SF001"}),  # may be anything
     ("star.py", {"SF020", "SF021"}),
     ("called_annotation.py", {"SF020", "SF021", "SF022"}),  # a call in an annotation runs
+    ("gather_only.py", set()),  # tasks, but no session anywhere in reach
+    ("gather_class.py", {"SF013"}),  # the session comes from a context class, through a subclass and an alias
+    ("gather_param.py", {"SF013"}),  # an annotation is enough for SF013's second condition
 ])
 def test_parser_stage_drops_near_misses_only(tmp_path: Path, name: str, expected: set[str]) -> None:
     root = write_project(tmp_path, None, **{n.replace("/", "__"): t for n, t in REFERENCES.items()})
