@@ -19,7 +19,8 @@ _ALWAYS_SKIPPED = frozenset(
 
 
 def _git_visible(root: Path, directory: Path) -> set[Path] | None:
-    """Tracked and untracked-but-not-ignored files under `directory`, or None outside git."""
+    """Tracked and untracked-but-not-ignored files under `directory` (itself resolved, the
+    files as written under it), or None outside git."""
     try:
         result = subprocess.run(
             ["git", "-C", str(directory), "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
@@ -29,15 +30,31 @@ def _git_visible(root: Path, directory: Path) -> set[Path] | None:
         return None
     if result.returncode != 0:
         return None
-    return {(directory / name).resolve() for name in result.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
+    return {directory / name for name in result.stdout.decode("utf-8", "surrogateescape").split("\0") if name}
 
 
-def _walk(directory: Path) -> Iterator[Path]:
-    for current, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if d not in _ALWAYS_SKIPPED and not d.endswith(".egg-info"))
-        for name in sorted(files):
+def _walk(directory: Path) -> Iterator[tuple[Path, bool]]:
+    """(path under `directory`, is a symlink) for every Python file, in sorted order, without
+    following directory symlinks (as os.walk); one scandir per directory, no stat per file."""
+    try:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+    except OSError:
+        return
+    subdirectories = []
+    for entry in entries:
+        name = entry.name
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink() and name not in _ALWAYS_SKIPPED and not name.endswith(".egg-info"):
+                    subdirectories.append(entry)
+                continue
             if name.endswith(".py") or name.endswith(".pyi"):
-                yield Path(current) / name
+                yield Path(entry.path), entry.is_symlink()
+        except OSError:
+            continue
+    for entry in subdirectories:
+        yield from _walk(Path(entry.path))
 
 
 def discover(paths: Sequence[Path], root: Path, exclude: Iterable[str] = ()) -> list[Path]:
@@ -52,10 +69,10 @@ def discover(paths: Sequence[Path], root: Path, exclude: Iterable[str] = ()) -> 
             found[path] = None
             continue
         visible = _git_visible(root, path)
-        for file in _walk(path):
-            resolved = file.resolve()
-            if visible is not None and resolved not in visible:
+        for file, linked in _walk(path):
+            if visible is not None and file not in visible:
                 continue
+            resolved = file.resolve() if linked else file  # under a resolved directory already
             try:
                 relative = resolved.relative_to(root).as_posix()
             except ValueError:

@@ -9,6 +9,7 @@ Modules are read on demand, with the newest grammar libcst knows, and never impo
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,9 @@ class ProjectIndex:
         self.declared = frozenset(declared)
         self._env_paths = _environment_paths(self.root)
         self._modules: dict[str, ModuleInfo | None] = {}
+        #: directory -> {entry name: is a directory}, listed once per index (see `_entries`)
+        self._listings: dict[Path, dict[str, bool]] = {}
+        self._specs: dict[tuple[str, tuple[str, ...]], tuple[bool, tuple[str, ...]]] = {}
 
     # -- module names <-> files -------------------------------------------------------------
 
@@ -227,15 +231,16 @@ class ProjectIndex:
             namespace: list[Path] = []
             found: tuple[Path, bool] | None = None
             for location in locations:
-                package = location / part / "__init__.py"
-                if package.is_file():
-                    found = (package, True)
+                entries = self._entries(location)
+                if entries.get(part):
+                    directory = location / part
+                    if self._entries(directory).get("__init__.py") is False:
+                        found = (directory / "__init__.py", True)
+                        break
+                if entries.get(f"{part}.py") is False:
+                    found = (location / f"{part}.py", False)
                     break
-                module = location / f"{part}.py"
-                if module.is_file():
-                    found = (module, False)
-                    break
-                if (location / part).is_dir():
+                if entries.get(part):
                     namespace.append(location / part)
             if found is not None:
                 if last:
@@ -251,6 +256,27 @@ class ProjectIndex:
             else:
                 return None
         return None
+
+    def _entries(self, directory: Path) -> dict[str, bool]:
+        """The directory's entries (name -> is a directory, following symlinks), read once: a
+        run asks about thousands of module names, and a listing answers all of one directory's."""
+        listing = self._listings.get(directory)
+        if listing is None:
+            listing = {}
+            try:
+                with os.scandir(directory) as scan:
+                    for entry in scan:
+                        try:
+                            if entry.is_dir():
+                                listing[entry.name] = True
+                            elif entry.is_file():
+                                listing[entry.name] = False
+                        except OSError:
+                            continue
+            except OSError:
+                pass
+            self._listings[directory] = listing
+        return listing
 
     def module_name_for(self, path: Path) -> tuple[str, str]:
         """(module, package) for a file inside the project; ("", "") outside every root."""
@@ -275,24 +301,29 @@ class ProjectIndex:
             return True
         if top.lower() in self.declared:
             return True
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(top, self._env_paths)
-        except (ImportError, ValueError):
+        found, locations = self._find_spec(top, tuple(self._env_paths))
+        if not found:
             return False
-        if spec is None:
-            return False
-        locations = list(spec.submodule_search_locations or [])
         for part in name.split(".")[1:]:
             if not locations:
                 return True  # an extension or frozen module: we cannot look inside, so not missing
-            try:
-                spec = importlib.machinery.PathFinder.find_spec(part, locations)
-            except (ImportError, ValueError):
+            found, locations = self._find_spec(part, locations)
+            if not found:
                 return False
-            if spec is None:
-                return False
-            locations = list(spec.submodule_search_locations or [])
         return True
+
+    def _find_spec(self, name: str, path: tuple[str, ...]) -> tuple[bool, tuple[str, ...]]:
+        """(found, where its submodules live) for one import step, asked once per index."""
+        key = (name, path)
+        known = self._specs.get(key)
+        if known is None:
+            try:
+                spec = importlib.machinery.PathFinder.find_spec(name, list(path))
+            except (ImportError, ValueError):
+                spec = None
+            known = (spec is not None, tuple(spec.submodule_search_locations or ()) if spec else ())
+            self._specs[key] = known
+        return known
 
     def module(self, name: str) -> ModuleInfo | None:
         """The module `name` as the import system would load it; None when missing."""

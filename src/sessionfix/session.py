@@ -13,7 +13,7 @@ import sys
 import pathspec
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sessionfix import __version__
 from sessionfix.cache import CACHE_DIR, ResultCache, TrackingIndex, decode_result, digest, read_json, run_key, write_json
@@ -67,25 +67,46 @@ class Run:
     parsed: int = 0
     cached: int = 0
     _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
+    _cwd: Path | None = field(default=None, repr=False)
 
     def display(self, path: Path) -> str:
         """Relative to the current directory when under it (diff headers apply from there),
         else relative to the project root."""
-        try:
-            return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        if self._cwd is None:
+            self._cwd = Path.cwd().resolve()
+        try:  # files from `discover` are resolved already; resolving costs a stat per part
+            return (path if path.is_absolute() else path.resolve()).relative_to(self._cwd).as_posix()
         except ValueError:
             return self.project.display(path)
 
     # -- the first pass ---------------------------------------------------------------------
 
-    def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes]) -> None:
+    def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes], known: Mapping[str, Any] | None = None) -> None:
+        """Hash every file and note which tokens it holds; `known` (from `_scan_record`) answers
+        the second for files whose hash it lists, when it was made for the same tokens."""
+        looked = sorted(t.decode("utf-8", "replace") for t in tokens)
+        reuse: Mapping[str, Any] = {}
+        if isinstance(known, dict) and known.get("tokens") == looked and isinstance(known.get("files"), dict):
+            reuse = known["files"]
         for path in paths:
             try:
                 raw = path.read_bytes()
             except OSError:
                 self._scanned[path] = Scanned(None, frozenset())
                 continue
-            self._scanned[path] = Scanned(digest(raw), frozenset(t for t in tokens if occurs(t, raw)))
+            hashed = digest(raw)
+            stored = reuse.get(str(path))
+            if isinstance(stored, list) and len(stored) == 2 and stored[0] == hashed:
+                held = frozenset(t.encode("utf-8") for t in stored[1])
+            else:
+                held = frozenset(t for t in tokens if occurs(t, raw))
+            self._scanned[path] = Scanned(hashed, held)
+
+    def _scan_record(self, tokens: Sequence[bytes]) -> dict[str, Any]:
+        """What `_scan` found, for the next run's `known`."""
+        return {"tokens": sorted(t.decode("utf-8", "replace") for t in tokens),
+                "files": {str(path): [scanned.digest, sorted(t.decode("utf-8", "replace") for t in scanned.tokens)]
+                          for path, scanned in self._scanned.items() if scanned.digest is not None}}
 
     def _closure_files(self) -> list[Path]:
         """Every file that can define a re-export: the run's files plus the rest of the project."""
@@ -106,8 +127,11 @@ class Run:
         if isinstance(stored, dict) and stored.get("base") == base and isinstance(stored.get("state"), dict):
             prefilter.restore(stored["state"])
             looked = set(prefilter.tokens)
-            self._scan(files, list(looked))
+            self._scan(files, list(looked), stored.get("scan"))
             if stored.get("seeds") == self._seed_key(prefilter, files):
+                record = self._scan_record(list(looked))
+                if record != stored.get("scan"):  # new or edited files: keep the next run from scanning them
+                    self._save_closure(stored_path, dict(stored, scan=record))
                 return
             prefilter.restore(initial)
         else:
@@ -121,12 +145,16 @@ class Run:
             if not set(prefilter.tokens) <= looked:
                 looked = set(prefilter.tokens)
                 self._scan(files, list(looked))
-        if self.use_cache:
-            try:
-                write_json(stored_path.parent, stored_path, {"base": base, "state": prefilter.dump(),
-                                                             "seeds": self._seed_key(prefilter, files)})
-            except OSError as exc:
-                self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
+        self._save_closure(stored_path, {"base": base, "state": prefilter.dump(),
+                                         "seeds": self._seed_key(prefilter, files), "scan": self._scan_record(list(looked))})
+
+    def _save_closure(self, path: Path, data: dict[str, Any]) -> None:
+        if not self.use_cache:
+            return
+        try:
+            write_json(path.parent, path, data)
+        except OSError as exc:
+            self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
 
     def _seed_key(self, prefilter: Prefilter, files: Sequence[Path]) -> list[list[str]]:
         """The files the closure was computed from (and their hashes), plus its tokens."""

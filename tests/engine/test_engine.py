@@ -99,6 +99,19 @@ def test_edit_a_file_reprocesses_only_that_file(tree: Path) -> None:
     assert _run(tree, cache=False)[1] == results
 
 
+def test_warm_scan_reuses_tokens_only_for_unchanged_bytes(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _run(tree)
+    _run(tree)  # the closure was cached already by the first run; this one records the scan too
+    searched: list[bytes] = []
+    real = sessionfix.session.occurs
+    monkeypatch.setattr(sessionfix.session, "occurs", lambda token, raw: searched.append(raw) or real(token, raw))
+    (tree / "plain_0.py").write_text(JOB)  # a file that held no token now holds one
+    run, results = _run(tree)
+    assert set(searched) == {JOB.encode()}, "only the edited file's bytes are searched again"
+    assert [k for k in results if k[0] == "plain_0.py"][0][1], "and its new site is found"
+    assert results == _run(tree, cache=False)[1]
+
+
 def test_edit_the_helper_module_invalidates(tree: Path) -> None:
     _run(tree)
     db = tree / "core" / "db.py"

@@ -38,6 +38,12 @@ _STYLES = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-
 
 
 def print_diff(console: Console, text: str) -> None:
-    for line in text.splitlines():
-        style = next((s for prefix, s in _STYLES if line.startswith(prefix)), "")
-        console.print(Text(line, style=style), soft_wrap=True, highlight=False)
+    if not text:
+        return
+    if console.no_color or console.color_system is None:
+        console.file.write(text if text.endswith("\n") else text + "\n")  # as is: rich has nothing to add
+        return
+    styled = Text()
+    for line in text.splitlines(keepends=True):
+        styled.append(line, style=next((s for prefix, s in _STYLES if line.startswith(prefix)), ""))
+    console.print(styled, soft_wrap=True, highlight=False, end="")
