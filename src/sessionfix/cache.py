@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import sys
@@ -19,8 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
-
-import libcst
 
 from sessionfix.index import ModuleInfo, ProjectIndex
 from sessionfix.model import Applicability, Change, FileResult, Finding, Location
@@ -81,9 +81,63 @@ class TrackingIndex(ProjectIndex):
         return self._digests[path]
 
 
+def installation_stamp() -> str:
+    """sessionfix's own files as installed (name, size, modification time): a change to any
+    rule, even without a new version number (an editable install), makes this differ."""
+    spec = importlib.util.find_spec("sessionfix.codemods")  # imports only the (light) parent package
+    directories = {Path(__file__).parent, *(Path(p) for p in (spec.submodule_search_locations or []) if spec)}
+    stamp = []
+    for directory in sorted(directories):
+        for current, subdirectories, names in os.walk(directory):
+            subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    try:
+                        info = os.stat(os.path.join(current, name))
+                    except OSError:
+                        continue
+                    stamp.append(f"{os.path.join(current, name)}:{info.st_size}:{info.st_mtime_ns}")
+    return hashlib.sha256("\n".join(stamp).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def checked_helpers(project: TrackingIndex, root: Path | None, checks: Iterable[tuple[str, str]]) -> None:
+    """`project.require` for each (option, dotted name). With a cache `root`, a check passed by
+    an earlier run is not repeated while every module it consulted is unchanged: repeating it
+    means parsing the helper's module, which a run answered from the cache never does otherwise."""
+    path = root / CACHE_DIR / "helpers.json" if root is not None else None
+    stored = read_json(path) if path is not None else None
+    stored = stored if isinstance(stored, dict) else {}
+    passed: dict[str, dict[str, str]] = {}
+    for option, dotted in checks:
+        key = f"{option}={dotted}"
+        deps = stored.get(key)
+        if isinstance(deps, dict) and deps and all(project.fact(name) == fact for name, fact in deps.items()):
+            passed[key] = deps
+            continue
+        project.consulted = set()
+        try:
+            project.require(option, dotted)
+        finally:
+            consulted, project.consulted = project.consulted, None
+        passed[key] = {name: project.fact(name) for name in sorted(consulted)}
+    if path is not None and passed != stored:
+        try:
+            write_json(path.parent, path, passed)
+        except OSError:
+            pass  # the results cache warns about an unwritable directory
+
+
+def _libcst_version() -> str:
+    """libcst's version without importing it (a run answered from the cache never needs it)."""
+    try:
+        return importlib.metadata.version("libcst")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def run_key(*, version: str, settings: str, prefilter: str, facts: Iterable[str]) -> str:
     """What every entry of one results file shares."""
-    parts = [str(FORMAT), version, libcst.__version__ if hasattr(libcst, "__version__") else "",
+    parts = [str(FORMAT), version, _libcst_version(),
              f"{sys.version_info[0]}.{sys.version_info[1]}", settings, prefilter, *facts]
     return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()
 

@@ -12,7 +12,7 @@ import enum
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Iterator, List, Optional
+from typing import TYPE_CHECKING, Annotated, Iterator, List, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -21,14 +21,15 @@ from rich.table import Table
 
 from sessionfix import __version__
 from sessionfix.config import check_dotted_option
-from sessionfix.errors import UserError
+from sessionfix.errors import DEBUG_ENV, UserError
 from sessionfix.model import FileResult
-from sessionfix.registry import RULES, find_rule, select_rules
 from sessionfix.report.diff import print_diff, unified_diff
 from sessionfix.report.records import record_line, results_json, summary_counts
 from sessionfix.session import Run, prepare, prepare_all
-from sessionfix.runner import DEBUG_ENV
 from sessionfix.source import write_atomic
+
+if TYPE_CHECKING:
+    from sessionfix.rule import Rule
 
 app = typer.Typer(
     name="sessionfix",
@@ -90,19 +91,28 @@ def _fail(err: Console, error: UserError | Exception, debug: bool) -> typer.Exit
     return typer.Exit(2)
 
 
+def _selected(select: list[str] | None) -> Sequence[type[Rule]] | None:
+    """The rules `--select` names; None for all of them (imported only if a file needs them)."""
+    if not select:
+        return None
+    from sessionfix.registry import select_rules
+
+    return select_rules(select)
+
+
 def _run(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None,
          debug: bool = False) -> Run:
     if debug:
         os.environ[DEBUG_ENV] = "1"  # worker processes inherit it
-    return prepare(list(paths or []), overrides, select_rules(select))
+    return prepare(list(paths or []), overrides, _selected(select))
 
 
 def _runs(paths: list[Path] | None, overrides: dict[str, object], select: list[str] | None,
-          debug: bool = False) -> list[Run]:
+          debug: bool = False, no_cache: bool = True) -> list[Run]:
     """diff/fix: one run per project under the given paths (see session.prepare_all)."""
     if debug:
         os.environ[DEBUG_ENV] = "1"
-    return prepare_all(list(paths or []), overrides, select_rules(select))
+    return prepare_all(list(paths or []), overrides, _selected(select), cache=not no_cache)
 
 
 def _process_all(runs: list[Run], err: Console, jobs: int | None, no_cache: bool, show: bool) -> list[FileResult]:
@@ -168,7 +178,7 @@ def diff(
     out, err = _consoles(no_color)
     try:
         runs = _runs(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
-                     debug)
+                     debug, no_cache)
         results = _process_all(runs, err, jobs, no_cache, format is OutputFormat.text)
     except UserError as error:
         raise _fail(err, error, debug)
@@ -218,7 +228,7 @@ def fix(
     out, err = _consoles(no_color)
     try:
         runs = _runs(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
-                     debug)
+                     debug, no_cache)
         results = []
         streamed = (result for run in runs
                     for result in _processed(_engine(run, err, jobs, no_cache), err, format is OutputFormat.text))
@@ -280,6 +290,8 @@ def rules(
     no_color: NoColor = False,
 ) -> None:
     """List the rules, or print one rule's documentation."""
+    from sessionfix.registry import RULES, find_rule
+
     out, err = _consoles(no_color)
     if rule is None:
         table = Table("code", "name", "summary", "fixes")

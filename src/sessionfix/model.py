@@ -113,3 +113,11 @@ class HelperSemantics:
             self.closes.value,
             self.propagates_errors.value,
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file for the runner: where it is and how this run shows its path."""
+
+    path: Path
+    display: str

@@ -10,15 +10,16 @@ from __future__ import annotations
 import multiprocessing
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
-from sessionfix.model import FileResult
+from sessionfix.model import FileResult, Job
 from sessionfix.prefilter import Prefilter
-from sessionfix.rule import Rule
-from sessionfix.runner import Job, process_source
+
+if TYPE_CHECKING:
+    from sessionfix.rule import Rule
 
 
 @dataclass
@@ -62,7 +63,12 @@ def work_one(state: WorkState, job: Job) -> Outcome:
         project.consulted = set()  # type: ignore[union-attr]
     try:
         rules = state.rules if state.prefilter is None else state.prefilter.rules_for(raw, job.path)
-        result = process_source(raw, job, project, state.settings, rules) if rules else FileResult(job.path, job.display, raw)
+        if rules:
+            from sessionfix.runner import process_source  # libcst: only once a file needs a rule
+
+            result = process_source(raw, job, project, state.settings, rules)
+        else:
+            result = FileResult(job.path, job.display, raw)
         consulted = project.consulted if tracking else None  # type: ignore[union-attr]
     finally:
         if tracking:

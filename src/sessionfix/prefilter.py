@@ -23,11 +23,14 @@ import json
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex, resolve_relative
-from sessionfix.rule import PrefilterNeeds, Rule
+from sessionfix.needs import PrefilterNeeds
+
+if TYPE_CHECKING:
+    from sessionfix.rule import Rule
 
 _IDENTIFIER = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") | frozenset(range(0x80, 0x100))
 _SPACE = b" \t\f"

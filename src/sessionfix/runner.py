@@ -7,7 +7,7 @@ import contextlib
 import difflib
 import os
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -17,14 +17,13 @@ from libcst.metadata import MetadataWrapper
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
-from sessionfix.model import Change, FileResult, Finding, Location
+from sessionfix.errors import DEBUG_ENV
+from sessionfix.model import Change, FileResult, Finding, Job, Location
 from sessionfix.registry import RULES
 from sessionfix.rule import Rule
 from sessionfix.source import SourceError, parse, verify_rewrite
 
 
-#: set by `--debug` (and inherited by worker processes): internal errors raise instead
-DEBUG_ENV = "SESSIONFIX_DEBUG"
 
 
 class LineMap:
@@ -68,12 +67,6 @@ def _shared_metadata(rule: Rule, wrapper: MetadataWrapper, module: cst.Module) -
             yield wrapper.module
         finally:
             rule.context = replace(rule.context, wrapper=previous)
-
-
-@dataclass(frozen=True)
-class Job:
-    path: Path
-    display: str
 
 
 def process_source(

@@ -9,23 +9,24 @@ never parsed. Results come back in file order whatever the number of jobs.
 from __future__ import annotations
 
 import sys
-
-import pathspec
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+
+import pathspec
 
 from sessionfix import __version__
-from sessionfix.cache import CACHE_DIR, ResultCache, TrackingIndex, decode_result, digest, read_json, run_key, write_json
+from sessionfix.cache import (CACHE_DIR, ResultCache, TrackingIndex, checked_helpers, decode_result, digest,
+                              installation_stamp, read_json, run_key, write_json)
 from sessionfix.config import ProjectConfig, Settings, declared_dependencies, find_pyproject, load_config
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
-from sessionfix.model import FileResult
-from sessionfix.parallel import Outcome, WorkState, run_jobs
+from sessionfix.model import FileResult, Job
 from sessionfix.prefilter import Prefilter, occurs
-from sessionfix.registry import RULES
-from sessionfix.rule import Rule
-from sessionfix.runner import Job
+
+if TYPE_CHECKING:  # both import libcst: a run the cache answers never needs them
+    from sessionfix.parallel import Outcome
+    from sessionfix.rule import Rule
 
 #: configured names that must resolve before anything is written
 HELPER_OPTIONS = (("sync-context", "sync_context"), ("sync-factory", "sync_factory"),
@@ -50,7 +51,8 @@ class Run:
     settings: Settings
     project: ProjectIndex
     files: list[Path]
-    rules: Sequence[type[Rule]] = RULES
+    #: None: every registered rule, imported only when some file has to be processed
+    rules: Sequence[type[Rule]] | None = None
     #: worker processes (1: all in this process)
     jobs: int = 1
     #: read and write `.sessionfix_cache/` (needs a TrackingIndex, as `prepare` makes)
@@ -68,6 +70,14 @@ class Run:
     cached: int = 0
     _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
     _cwd: Path | None = field(default=None, repr=False)
+
+    @property
+    def rule_classes(self) -> Sequence[type[Rule]]:
+        if self.rules is None:
+            from sessionfix.registry import RULES
+
+            return RULES
+        return self.rules
 
     def display(self, path: Path) -> str:
         """Relative to the current directory when under it (diff headers apply from there),
@@ -128,10 +138,11 @@ class Run:
             prefilter.restore(stored["state"])
             looked = set(prefilter.tokens)
             self._scan(files, list(looked), stored.get("scan"))
-            if stored.get("seeds") == self._seed_key(prefilter, files):
-                record = self._scan_record(list(looked))
-                if record != stored.get("scan"):  # new or edited files: keep the next run from scanning them
-                    self._save_closure(stored_path, dict(stored, scan=record))
+            if stored.get("seeds") == self._seed_key(looked, files):
+                update = dict(stored, scan=self._scan_record(list(looked)), light=self._light_key(),
+                              fingerprint=prefilter.fingerprint())
+                if update != stored:  # new or edited files: keep the next run from scanning them
+                    self._save_closure(stored_path, update)
                 return
             prefilter.restore(initial)
         else:
@@ -146,7 +157,9 @@ class Run:
                 looked = set(prefilter.tokens)
                 self._scan(files, list(looked))
         self._save_closure(stored_path, {"base": base, "state": prefilter.dump(),
-                                         "seeds": self._seed_key(prefilter, files), "scan": self._scan_record(list(looked))})
+                                         "seeds": self._seed_key(set(prefilter.tokens), files),
+                                         "scan": self._scan_record(list(looked)),
+                                         "light": self._light_key(), "fingerprint": prefilter.fingerprint()})
 
     def _save_closure(self, path: Path, data: dict[str, Any]) -> None:
         if not self.use_cache:
@@ -156,14 +169,22 @@ class Run:
         except OSError as exc:
             self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
 
-    def _seed_key(self, prefilter: Prefilter, files: Sequence[Path]) -> list[list[str]]:
+    def _seed_key(self, tokens: set[bytes], files: Sequence[Path]) -> list[list[str]]:
         """The files the closure was computed from (and their hashes), plus its tokens."""
-        tokens = set(prefilter.tokens)
         return [[str(p), self._scanned[p].digest or ""] for p in files if self._scanned[p].tokens & tokens] + [
             sorted(t.decode("utf-8", "replace") for t in tokens)
         ]
 
-    def _run_key(self, prefilter: Prefilter | None) -> str:
+    def _light_key(self) -> str | None:
+        """What the prefilter's fingerprint depends on other than the project's files (which the
+        closure's seeds cover): sessionfix's own files and the configuration. Computed without
+        importing a rule; None when a selection of rules is given."""
+        if self.rules is not None:
+            return None
+        return run_key(version=__version__, settings=self.settings.fingerprint(), prefilter=installation_stamp(),
+                       facts=[])
+
+    def _run_key(self, fingerprint: str) -> str:
         names: set[str] = set()
         for dotted in (self.settings.sync_context, self.settings.sync_factory, self.settings.async_context,
                        *self.settings.raw_factories):
@@ -172,9 +193,35 @@ class Run:
                 names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
         assert isinstance(self.project, TrackingIndex)
         facts = [f"{name}={self.project.fact(name)}" for name in sorted(names)]
-        rules = ",".join(r.CODE for r in self.rules)
-        return run_key(version=__version__, settings=self.settings.fingerprint(),
-                       prefilter=prefilter.fingerprint() if prefilter else f"all:{rules}", facts=facts)
+        return run_key(version=__version__, settings=self.settings.fingerprint(), prefilter=fingerprint, facts=facts)
+
+    def _answered_by_cache(self, jobs: Sequence[Job]) -> list[FileResult] | None:
+        """Every file's result from the cache, or None. Checked without importing a rule (and so
+        libcst, most of a warm run's time otherwise): the closure stored by the last run stands
+        while sessionfix, the configuration and the files it was computed from are unchanged."""
+        light = self._light_key()
+        if light is None or not self.prefilter:
+            return None
+        stored = read_json(self.config.root / CACHE_DIR / "prefilter.json")
+        if not (isinstance(stored, dict) and stored.get("light") == light and isinstance(stored.get("fingerprint"), str)
+                and isinstance(stored.get("state"), dict) and isinstance(stored["state"].get("tokens"), dict)):
+            return None
+        tokens = {token.encode("utf-8") for token in stored["state"]["tokens"]}
+        files = self._closure_files()
+        self._scan(files, list(tokens), stored.get("scan"))
+        if stored.get("seeds") != self._seed_key(tokens, files):
+            return None
+        assert isinstance(self.project, TrackingIndex)
+        self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
+                                    if scanned.digest is not None})
+        cache = ResultCache(self.config.root, self._run_key(stored["fingerprint"]), self.warn)
+        results = []
+        for job in jobs:
+            found = self._from_cache(cache, job)
+            if found is None:
+                return None
+            results.append(found)
+        return results
 
     # -- processing -------------------------------------------------------------------------
 
@@ -182,7 +229,16 @@ class Run:
         """Results in file order; bytes of unchanged files only with keep_original."""
         self.parsed = self.cached = 0
         use_cache = self.use_cache and isinstance(self.project, TrackingIndex)
-        prefilter = Prefilter(self.rules, self.settings, self.project) if self.prefilter else None
+        jobs = [Job(path, self.display(path)) for path in self.files]
+        answered = self._answered_by_cache(jobs) if use_cache else None
+        if answered is not None:
+            self.cached = len(answered)
+            self._scanned.clear()
+            yield from answered
+            return
+        from sessionfix.parallel import WorkState, run_jobs
+
+        prefilter = Prefilter(self.rule_classes, self.settings, self.project) if self.prefilter else None
         if prefilter is not None:
             self._close(prefilter)
         elif use_cache:
@@ -191,8 +247,8 @@ class Run:
             assert isinstance(self.project, TrackingIndex)
             self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
                                         if scanned.digest is not None})
-        cache = ResultCache(self.config.root, self._run_key(prefilter), self.warn) if use_cache else None
-        jobs = [Job(path, self.display(path)) for path in self.files]
+        fingerprint = prefilter.fingerprint() if prefilter else "all:" + ",".join(r.CODE for r in self.rule_classes)
+        cache = ResultCache(self.config.root, self._run_key(fingerprint), self.warn) if use_cache else None
         answers: dict[int, FileResult] = {}
         if cache is not None:
             for position, job in enumerate(jobs):
@@ -200,7 +256,7 @@ class Run:
                 if found is not None:
                     answers[position] = found
         self.cached = len(answers)
-        state = WorkState(self.project, self.settings, tuple(self.rules), prefilter, self.keep_original)
+        state = WorkState(self.project, self.settings, tuple(self.rule_classes), prefilter, self.keep_original)
         pending = [job for position, job in enumerate(jobs) if position not in answers]
         def heavy(job: Job) -> bool:  # holds a token the prefilter looks for: may be parsed
             scanned = self._scanned.get(job.path)
@@ -243,26 +299,30 @@ class Run:
 
 
 def _run_for(config: ProjectConfig, overrides: dict[str, object], files: list[Path],
-             rules: Sequence[type[Rule]], targets: list[Path]) -> Run:
+             rules: Sequence[type[Rule]] | None, targets: list[Path], cache: bool = False) -> Run:
     settings = config.settings.with_overrides(**overrides)
     project = TrackingIndex(config.root, declared=declared_dependencies(config.pyproject))
-    for option, attribute in HELPER_OPTIONS:
-        value = getattr(settings, attribute)
-        if value is not None:
-            project.require(option, value)
+    checks = [(option, getattr(settings, attribute)) for option, attribute in HELPER_OPTIONS
+              if getattr(settings, attribute) is not None]
+    checked_helpers(project, config.root if cache else None, checks)
     return Run(config, settings, project, files, rules, targets=targets)
 
 
-def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> Run:
-    """Load config, apply CLI overrides, check helpers resolve, and find the files."""
+def prepare(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] | None = None,
+            *, cache: bool = False) -> Run:
+    """Load config, apply CLI overrides, check helpers resolve, and find the files.
+
+    `rules` None: every rule. `cache`: the helper check may be answered from `.sessionfix_cache/`.
+    """
     targets = list(paths) or [Path.cwd()]
     config = load_config(targets[0])
     settings = config.settings.with_overrides(**overrides)
     files = discover(targets, config.root, settings.exclude)
-    return _run_for(config, overrides, files, rules, targets)
+    return _run_for(config, overrides, files, rules, targets, cache)
 
 
-def prepare_all(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] = RULES) -> list[Run]:
+def prepare_all(paths: Sequence[Path], overrides: dict[str, object], rules: Sequence[type[Rule]] | None = None,
+                *, cache: bool = False) -> list[Run]:
     """One run per project: every file is handled with the nearest pyproject.toml above it.
 
     `sessionfix diff examples/` (or a monorepo root) thus uses each sub-project's own
@@ -296,8 +356,8 @@ def prepare_all(paths: Sequence[Path], overrides: dict[str, object], rules: Sequ
             if target not in seen_targets:
                 seen_targets.append(target)
     if not groups:
-        return [prepare(targets, overrides, rules)]
-    return [_run_for(config, overrides, sorted(set(files)), rules, seen)
+        return [prepare(targets, overrides, rules, cache=cache)]
+    return [_run_for(config, overrides, sorted(set(files)), rules, seen, cache)
             for config, files, seen in groups.values()]
 
 

@@ -11,8 +11,10 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import libcst as cst
+if TYPE_CHECKING:
+    import libcst as cst
 
 
 class SourceError(Exception):
@@ -34,6 +36,7 @@ class SourceFile:
 
 def parse(raw: bytes) -> cst.Module:
     """Parse with libcst's own (newest) grammar, whatever Python runs sessionfix."""
+    import libcst as cst  # here, not at the top: a run answered from the cache never parses
     try:
         return cst.parse_module(raw)
     except cst.ParserSyntaxError as exc:

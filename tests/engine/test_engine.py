@@ -146,6 +146,56 @@ def test_version_upgrade_invalidates(tree: Path, monkeypatch: pytest.MonkeyPatch
     assert run.cached == 0
 
 
+def _counting_prefilters(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    made: list[object] = []
+
+    class Counted(sessionfix.session.Prefilter):
+        def __init__(self, *args: object) -> None:
+            made.append(self)
+            super().__init__(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessionfix.session, "Prefilter", Counted)
+    return made
+
+
+def test_warm_run_builds_no_prefilter_until_something_changes(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, cold = _run(tree)
+    made = _counting_prefilters(monkeypatch)
+    run, warm = _run(tree)
+    assert (warm, run.cached, made) == (cold, len(cold), []), "answered from the stored closure, no rule needed"
+    monkeypatch.setattr(sessionfix.session, "installation_stamp", lambda: "a rule file changed")
+    run, again = _run(tree)
+    assert again == cold and len(made) == 1 and run.cached == len(cold)
+    (tree / "plain_1.py").write_text(JOB)  # an edit: the file needs the rules again
+    run, edited = _run(tree)
+    assert len(made) == 2 and run.parsed == 1 and edited == _run(tree, cache=False)[1]
+
+
+def test_warm_diff_never_imports_libcst(tree: Path) -> None:
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom sessionfix.cli import app\ntry:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "print('libcst imported:', 'libcst' in sys.modules)\n")
+    runs = [subprocess.run([sys.executable, "-c", probe, "diff", "--jobs", "1", str(tree)], capture_output=True,
+                           text=True, cwd=tree) for _ in range(2)]
+    assert runs[0].stdout.endswith("libcst imported: True\n")  # the first run parses the files
+    assert runs[1].stdout.endswith("libcst imported: False\n"), runs[1].stderr
+    assert runs[1].stdout == runs[0].stdout.replace("True\n", "False\n") and runs[1].stderr == runs[0].stderr
+
+
+def test_helper_check_is_repeated_when_its_module_changes(tree: Path) -> None:
+    from sessionfix.errors import UserError
+
+    prepare([tree], {}, cache=True)
+    assert (tree / CACHE_DIR / "helpers.json").is_file()
+    prepare([tree], {}, cache=True)
+    db = tree / "core" / "db.py"
+    db.write_text(db.read_text().replace("def get_db_session_ctx", "def renamed_ctx"))
+    with pytest.raises(UserError, match="defines no get_db_session_ctx"):
+        prepare([tree], {}, cache=True)
+
+
 def test_broken_cache_is_a_warning_never_an_error(tree: Path) -> None:
     _, cold = _run(tree)
     for path in (tree / CACHE_DIR).glob("*.json"):

@@ -13,16 +13,15 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from sessionfix.audit import Audit, audit_json, build_audit
 from sessionfix.errors import UserError
-from sessionfix.report.markdown import render_markdown
-from sessionfix.report.sarif import render_sarif
-from sessionfix.report.table import print_table
+
+if TYPE_CHECKING:  # the audit reads every file with libcst: imported when it runs
+    from sessionfix.audit import Audit
 
 
 class AuditFormat(str, enum.Enum):
@@ -72,6 +71,9 @@ def register(app: typer.Typer) -> None:
             results = list(run.process())
         except UserError as error:
             raise _fail(err, error, debug)
+        from sessionfix.audit import build_audit
+        from sessionfix.report.table import print_table
+
         report = build_audit(results, run.project, run.settings)
         chosen = format or default_format(output)
         if chosen is AuditFormat.table and output is None:
@@ -90,7 +92,12 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(2 if report.errors else 0)
 
 
-def render(chosen: AuditFormat, report: Audit) -> str:
+def render(chosen: AuditFormat, report: "Audit") -> str:
+    from sessionfix.audit import audit_json
+    from sessionfix.report.markdown import render_markdown
+    from sessionfix.report.sarif import render_sarif
+    from sessionfix.report.table import print_table
+
     """The report as text; a table is rendered without colour, 160 columns wide."""
     if chosen is AuditFormat.table:
         buffer = io.StringIO()

@@ -18,13 +18,14 @@ from rich.table import Table
 from sessionfix.config import Settings, declared_dependencies, load_config
 from sessionfix.index import ProjectIndex
 from sessionfix.model import HelperSemantics
-from sessionfix.semantics import analyse_helper, describe
 
 #: the configured helpers, as (option, Settings attribute)
 HELPERS = (("sync-context", "sync_context"), ("sync-factory", "sync_factory"), ("async-context", "async_context"))
 
 
 def derive(project: ProjectIndex, settings: Settings) -> List[Tuple[str, Optional[HelperSemantics]]]:
+    from sessionfix.semantics import analyse_helper  # reads helpers with libcst: only when asked
+
     """(option, semantics or None when the option is not set) for every helper option."""
     out = []
     for option, attribute in HELPERS:
@@ -62,6 +63,8 @@ def as_table(derived: List[Tuple[str, Optional[HelperSemantics]]]) -> Table:
         if semantics is None:
             table.add_row(option, "-", "-", "not configured", "-", end_section=True)
             continue
+        from sessionfix.semantics import describe
+
         rows = describe(semantics)
         for index, (fact, value, evidence) in enumerate(rows):
             first = index == 0
