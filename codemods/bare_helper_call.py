@@ -237,6 +237,9 @@ class BareHelperCall(Rule):
 
     # -- rewriting ----------------------------------------------------------------------------
 
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return list(self._edits)
+
     def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
         marks = [i for i, stmt in enumerate(original_node.body) if stmt in self._edits]
         if not marks:

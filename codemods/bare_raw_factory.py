@@ -95,6 +95,9 @@ class BareRawFactory(Rule):
             for name in self.canonical_names(func)
         )
 
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return [*self._replace, *self._anchors]
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         name = self._replace.get(original_node)
         return updated_node.with_changes(func=cst.Name(name)) if name else updated_node

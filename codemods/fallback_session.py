@@ -183,6 +183,9 @@ class FallbackSession(Rule):
 
     # -- rewriting ----------------------------------------------------------------------------
 
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return list(self._edits)
+
     def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
         edit = self._edits.get(original_node)
         if edit is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import libcst as cst
 import libcst.matchers as m
@@ -11,6 +12,7 @@ from libcst.metadata import ParentNodeProvider, ScopeProvider
 from sessionfix.aliasing import ImportBinding, binding_of
 from sessionfix.codemods.async_raw_factory import CLOSING_PROJECT
 from sessionfix.codemods.with_raw_factory import WithRawFactory
+from sessionfix.index import dotted_name, resolve_relative
 from sessionfix.model import Applicability
 from sessionfix.rule import Expect, ImportPlan, Invalid, Valid
 from sessionfix.sessionblock import SessionBlockPlan, plan_session_block
@@ -73,7 +75,7 @@ class RawFactoryImport(WithRawFactory):
         helpers = {False: self.settings.sync_context, True: self.settings.async_context}
         for found in m.findall(node, m.ImportFrom()):
             assert isinstance(found, cst.ImportFrom)
-            if isinstance(found.names, cst.ImportStar):
+            if isinstance(found.names, cst.ImportStar) or not self._may_act_on(found, helpers.values()):
                 continue
             scope = self.get_metadata(ScopeProvider, found, None)
             if scope is None:
@@ -93,6 +95,22 @@ class RawFactoryImport(WithRawFactory):
                     self._alias(binding, scope, wearing[0])
                 else:
                     self._dead(binding, scope)
+
+    def _may_act_on(self, found: cst.ImportFrom, helpers: Iterable[str | None]) -> bool:
+        """What the loop in visit_Module asks of each name, read from the statement alone: does
+        it import a raw factory that wears a helper's name, or from a module that exists (else
+        SF001 handles it)? Scopes cost more than the rest of this rule; most imports are neither."""
+        written = dotted_name(found.module) if found.module is not None else None
+        module = resolve_relative(len(found.relative), written, self.package)
+        if module is None or isinstance(found.names, cst.ImportStar):
+            return False
+        for alias in found.names:
+            if self.project.canonical(f"{module}.{alias.evaluated_name}") not in self.raw_factories:
+                continue
+            local = alias.evaluated_alias or alias.evaluated_name
+            if any(h and h.rpartition(".")[2] == local for h in helpers) or self.project.status(module) != "missing":
+                return True
+        return False
 
     # -- `from M import raw` left without uses ------------------------------------------------
 
@@ -210,6 +228,9 @@ class RawFactoryImport(WithRawFactory):
             fix.plans[with_node] = plan
 
     # -- rewriting ----------------------------------------------------------------------------
+
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return [*super().edit_targets(), *self._renamed, *self._dropped]
 
     def _drop(self, alias: cst.ImportAlias) -> None:
         self._dropped.add(alias)

@@ -89,6 +89,9 @@ class UnboundSession(Rule):
         self._replace[call] = imported.local_name
         self.change(call, UNSAFE, reason)
 
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return list(self._replace)
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.Call:
         name = self._replace.get(original_node)
         return updated_node.with_changes(func=cst.Name(name)) if name else updated_node

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import libcst as cst
 import libcst.matchers as m
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
-from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider
+from libcst.metadata import ParentNodeProvider, QualifiedNameProvider
 
 from sessionfix.config import Settings
 from sessionfix.flow import PathAnalysis, session_method
@@ -128,7 +128,7 @@ class UnclosedSession(Rule):
             return
         raw = cst.Module([]).code_for_node(call.func)
         inside = node_ids(rest)
-        created = self.original_line(self.get_metadata(PositionProvider, line).end.line)
+        created = self.last_line(line)
         renewed = node_ids(body[end:])  # after a new `s = F()`, uses belong to that session
         later = [u for u in uses if id(u.node) not in inside | renewed and self.location(u.node).line > created]
         if later:
@@ -276,6 +276,9 @@ class UnclosedSession(Rule):
         return False
 
     # -- rewriting ----------------------------------------------------------------------------
+
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return [*self._edits, *self._anchors, *self._drops]
 
     def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.IndentedBlock:
         edits = {e.start: e for e in self._edits.get(original_node, [])}

@@ -181,6 +181,9 @@ class WithRawFactory(Rule):
 
     # -- rewriting ----------------------------------------------------------------------------
 
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return [*self._plans, *self._removals, *self._unwrap, *self._anchors]
+
     def leave_With(self, original_node: cst.With, updated_node: cst.With) -> cst.With:
         plan = self._plans.get(original_node)
         if plan is None:

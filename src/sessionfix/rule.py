@@ -14,7 +14,7 @@ import inspect
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
+from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import libcst as cst
 from libcst._metadata_dependent import _UNDEFINED_DEFAULT
@@ -22,6 +22,7 @@ from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata.base_provider import BaseMetadataProvider
 from libcst.metadata import (
+    CodeRange,
     ParentNodeProvider,
     PositionProvider,
     QualifiedName,
@@ -268,29 +269,51 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
+def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], bool | None]) -> bool:
+    """Call `found(child, parent)` for every node under `module`, read from the nodes' fields
+    (asking a node for its `children` is a visit of its own); stop early when it returns True."""
+    stack: list[cst.CSTNode] = [module]
+    push, pop = stack.append, stack.pop
+    fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
+    while stack:
+        node = pop()
+        names = fields.get(type(node))
+        if names is None:
+            names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+        for name in names:
+            value = getattr(node, name)
+            if isinstance(value, node_type):
+                if found(value, node):
+                    return True
+                push(value)
+            elif isinstance(value, sequence):
+                for item in value:
+                    if isinstance(item, node_type):
+                        if found(item, node):
+                            return True
+                        push(item)
+    return False
+
+
 class FastParentNodeProvider(BaseMetadataProvider[cst.CSTNode]):
-    """ParentNodeProvider's answers in a fifth of its time: it asks every node for its
-    `children`, and each of those asks is a visit of its own."""
+    """ParentNodeProvider's answers in a fifth of its time (see `_each_child`)."""
 
     def _gen_impl(self, module: cst.Module) -> None:
-        stack: list[cst.CSTNode] = [module]
-        push, pop, set_parent = stack.append, stack.pop, self.set_metadata
-        fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
-        while stack:
-            node = pop()
-            names = fields.get(type(node))
-            if names is None:
-                names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
-            for name in names:
-                value = getattr(node, name)
-                if isinstance(value, node_type):
-                    set_parent(value, node)
-                    push(value)
-                elif isinstance(value, sequence):
-                    for item in value:
-                        if isinstance(item, node_type):
-                            set_parent(item, node)
-                            push(item)
+        _each_child(module, self.set_metadata)
+
+
+def shares_nodes(module: cst.Module) -> bool:
+    """Does one node object stand in two places of `module`? (A metadata wrapper over such a
+    tree must copy it, or two places would share one answer.)"""
+    seen: set[int] = set()
+
+    def again(child: cst.CSTNode, parent: cst.CSTNode) -> bool:
+        if id(child) in seen:
+            return True
+        seen.add(id(child))
+        return False
+
+    return _each_child(module, again)
 
 
 def _import_prefix(body: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
@@ -370,6 +393,10 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         self.line_map: Callable[[int], int] = _same_line
         #: the tree's wrapper while the rule runs (metadata is resolved from it on first use)
         self._wrapper: cst.MetadataWrapper | None = None
+        #: with `edit_targets`: the only nodes the transform walks (see on_visit)
+        self._keep: set[cst.CSTNode] | None = None
+        #: the wrapper of the tree parsed from the file, when earlier rules may have rewritten it
+        self.origin: cst.MetadataWrapper | None = None
         super().__init__(context)
 
     def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
@@ -417,11 +444,37 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
             raise KeyError(node)
         return default
 
+    def edit_targets(self) -> Iterable[cst.CSTNode] | None:
+        """The nodes (of the tree planned on) whose leave_ hooks change something, once
+        visit_Module has planned; the transform then walks only them and their ancestors, and
+        leaves the rest of the tree as it is. None: walk the whole tree."""
+        return None
+
     def on_visit(self, node: cst.CSTNode) -> bool:
+        if self._keep is not None and node not in self._keep:
+            return False  # nothing planned in here: no hooks, no children, the node stays as it is
         descend = super().on_visit(node)
         if self.PLANS_IN_VISIT_MODULE and isinstance(node, cst.Module):
-            return descend and any(isinstance(record, Change) for record in self.records)
+            if not any(isinstance(record, Change) for record in self.records):
+                return False
+            targets = self.edit_targets()
+            if targets is not None:
+                self._keep = self._with_ancestors(node, targets)
         return descend
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> object:
+        if self._keep is not None and original_node not in self._keep:
+            return updated_node
+        return super().on_leave(original_node, updated_node)
+
+    def _with_ancestors(self, module: cst.Module, targets: Iterable[cst.CSTNode]) -> set[cst.CSTNode]:
+        keep: set[cst.CSTNode] = {module}
+        for target in targets:
+            node: cst.CSTNode | None = target
+            while node is not None and node not in keep:
+                keep.add(node)
+                node = self.get_metadata(ParentNodeProvider, node, None)
+        return keep
 
     # -- options, for `python -m libcst.tool codemod` -------------------------------------
 
@@ -467,9 +520,28 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         """
         return self.line_map(line)
 
+    def _parsed_range(self, node: cst.CSTNode) -> CodeRange | None:
+        """Where `node` is in the file on disk, if it is a node the file was parsed into: a node
+        that earlier rules left alone is that very object, so no new position pass over the
+        rewritten tree is needed to place it."""
+        origin = self.origin
+        if origin is None or origin is self._wrapper:
+            return None
+        return origin.resolve(PositionProvider).get(node)
+
     def location(self, node: cst.CSTNode) -> Location:
+        found = self._parsed_range(node)
+        if found is not None:
+            return Location(self.display_path, found.start.line, found.start.column + 1)
         position = self.get_metadata(PositionProvider, node).start
         return Location(self.display_path, self.original_line(position.line), position.column + 1)
+
+    def last_line(self, node: cst.CSTNode) -> int:
+        """The line on disk where `node` ends."""
+        found = self._parsed_range(node)
+        if found is not None:
+            return found.end.line
+        return self.original_line(self.get_metadata(PositionProvider, node).end.line)
 
     def change(self, node: cst.CSTNode, applicability: Applicability, reason: str) -> None:
         self.records.append(Change(self.CODE, self.location(node), applicability, reason))

@@ -20,25 +20,30 @@ from sessionfix.index import ProjectIndex
 from sessionfix.errors import DEBUG_ENV
 from sessionfix.model import Change, FileResult, Finding, Job, Location
 from sessionfix.registry import RULES
-from sessionfix.rule import Rule
+from sessionfix.rule import Rule, shares_nodes
 from sessionfix.source import SourceError, parse, verify_rewrite
 
 
 
 
 class LineMap:
-    """Maps line numbers of an intermediate rewrite back to the original file."""
+    """Maps line numbers of an intermediate rewrite back to the original file (worked out on
+    first use: most rules record nothing, or only at nodes the file was parsed into)."""
 
-    def __init__(self, original: str, current: str) -> None:
-        self.identity = original == current
-        if not self.identity:
-            matcher = difflib.SequenceMatcher(None, original.splitlines(), current.splitlines(), autojunk=False)
-            self.opcodes = matcher.get_opcodes()
-            self.original_count = len(original.splitlines())
+    def __init__(self, parsed: cst.Module, current: cst.Module) -> None:
+        self.parsed = parsed
+        self.current = current
+        self.identity = current is parsed
+        self.opcodes: list[tuple[str, int, int, int, int]] | None = None
 
     def __call__(self, line: int) -> int:
         if self.identity:
             return line
+        if self.opcodes is None:
+            lines = self.parsed.code.splitlines()
+            matcher = difflib.SequenceMatcher(None, lines, self.current.code.splitlines(), autojunk=False)
+            self.opcodes = matcher.get_opcodes()
+            self.original_count = len(lines)
         index = line - 1
         for tag, i1, i2, j1, j2 in self.opcodes:
             if j1 <= index < j2:
@@ -54,12 +59,19 @@ def _with_path(record: Change | Finding, path: str) -> Change | Finding:
     return replace(record, location=Location(path, location.line, location.column))
 
 
+def _wrap(module: cst.Module) -> MetadataWrapper:
+    """A wrapper over `module` itself, not over a copy as libcst makes by default: nodes that
+    earlier rules left alone keep their identity, and so their place in the parsed file (see
+    Rule.location). A rewrite that put one node object in two places still gets a copy."""
+    return MetadataWrapper(module) if shares_nodes(module) else MetadataWrapper(module, unsafe_skip_copy=True)
+
+
 @contextlib.contextmanager
 def _shared_metadata(rule: Rule, wrapper: MetadataWrapper, module: cst.Module) -> Iterator[cst.Module]:
     """Codemod._handle_metadata_reference with a wrapper the runner owns, so rules that leave
     the tree unchanged hand their computed metadata (scopes, names, positions) to the next."""
     if module is not wrapper.module:  # e.g. a second pass: fall back to a fresh wrapper
-        wrapper = MetadataWrapper(module)
+        wrapper = _wrap(module)
     previous = rule.context.wrapper
     with rule.resolve(wrapper):
         rule.context = replace(rule.context, wrapper=wrapper)
@@ -83,8 +95,8 @@ def process_source(
         result.error = f"{job.display}:{exc.line}: {exc.message}; file skipped"
         return result
     module_name, package = project.module_name_for(job.path)
-    original_code = tree.code
     wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)  # a parsed tree shares no nodes
+    origin = wrapper
     current = wrapper.module
     for rule_class in rules:
         context = CodemodContext(
@@ -94,10 +106,11 @@ def process_source(
         )
         rule = rule_class(context, settings=settings, project=project)
         if current is not wrapper.module:
-            wrapper = MetadataWrapper(current)
+            wrapper = _wrap(current)
             current = wrapper.module
         rule._handle_metadata_reference = functools.partial(_shared_metadata, rule, wrapper)  # type: ignore[method-assign]
-        rule.line_map = LineMap(original_code, current.code)  # so locations and messages use lines on disk
+        rule.line_map = LineMap(tree, current)  # so locations and messages use lines on disk
+        rule.origin = origin
         try:
             rewritten = rule.transform_module(current)
         except SkipFile:
