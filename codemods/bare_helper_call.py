@@ -86,8 +86,8 @@ class BareHelperCall(Rule):
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.SimpleStatementLine, _Edit] = {}
-        for found in m.findall(node, m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())],
-                                                                          value=m.Call())])):
+        pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call())])
+        for found in (line for line in self.nodes_of(cst.SimpleStatementLine) if m.matches(line, pattern)):
             assert isinstance(found, cst.SimpleStatementLine)
             self._consider(found)
 

@@ -51,7 +51,7 @@ class BareRawFactory(Rule):
         self._replace: dict[cst.Call, str] = {}
         self._anchors: dict[cst.SimpleStatementLine, list[ImportPlan]] = {}
         # Decide every site before transforming: an anchor import can precede its call.
-        for found in m.findall(node, m.Call()):
+        for found in self.nodes_of(cst.Call):
             assert isinstance(found, cst.Call)
             self._visit_call(found)
 

@@ -68,7 +68,7 @@ class ConcurrentSession(Rule):
         return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True, also=sessions)
 
     def visit_Module(self, node: cst.Module) -> None:
-        for found in m.findall(node, m.Call()):
+        for found in self.nodes_of(cst.Call):
             assert isinstance(found, cst.Call)
             self._check(found)
 

@@ -88,7 +88,7 @@ class FallbackSession(Rule):
 
     def visit_Module(self, node: cst.Module) -> None:
         self._edits: dict[cst.IndentedBlock, _Edit] = {}
-        for function in m.findall(node, m.FunctionDef(body=m.IndentedBlock())):
+        for function in (f for f in self.nodes_of(cst.FunctionDef) if isinstance(f.body, cst.IndentedBlock)):
             assert isinstance(function, cst.FunctionDef)
             self._consider(function)
 

@@ -73,7 +73,7 @@ class RawFactoryImport(WithRawFactory):
         self._renamed: dict[cst.ImportAlias, str] = {}  # alias -> helper short name, same module
         self._dropped: set[cst.ImportAlias] = set()
         helpers = {False: self.settings.sync_context, True: self.settings.async_context}
-        for found in m.findall(node, m.ImportFrom()):
+        for found in self.nodes_of(cst.ImportFrom):
             assert isinstance(found, cst.ImportFrom)
             if isinstance(found.names, cst.ImportStar) or not self._may_act_on(found, helpers.values()):
                 continue

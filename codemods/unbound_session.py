@@ -50,7 +50,7 @@ class UnboundSession(Rule):
 
     def visit_Module(self, node: cst.Module) -> None:
         self._replace: dict[cst.Call, str] = {}
-        for call in m.findall(node, m.Call()):
+        for call in self.nodes_of(cst.Call):
             assert isinstance(call, cst.Call)
             self._consider(call)
 

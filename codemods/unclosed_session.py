@@ -97,7 +97,7 @@ class UnclosedSession(Rule):
         #: `s.close()` statements the new `finally` / `with` makes redundant
         self._drops: set[cst.BaseStatement] = set()
         pattern = m.SimpleStatementLine(body=[m.Assign(targets=[m.AssignTarget(m.Name())], value=m.Call())])
-        for line in m.findall(node, pattern):
+        for line in (s for s in self.nodes_of(cst.SimpleStatementLine) if m.matches(s, pattern)):
             assert isinstance(line, cst.SimpleStatementLine)
             self._consider(line)
 

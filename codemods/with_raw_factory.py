@@ -105,7 +105,7 @@ class WithRawFactory(Rule):
         self._unwrap: set[cst.CSTNode] = set()
         self._anchors: dict[cst.SimpleStatementLine, list[ImportPlan]] = {}
         # Decide every site before transforming: an anchor import can precede its `with`.
-        for found in m.findall(node, m.With()):
+        for found in self.nodes_of(cst.With):
             assert isinstance(found, cst.With)
             self._visit_with(found)
 

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemanti
 from sessionfix.needs import PrefilterNeeds
 
 _T = TypeVar("_T")
+_N = TypeVar("_N", bound=cst.CSTNode)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,53 @@ def shares_nodes(module: cst.Module) -> bool:
     return _each_child(module, again)
 
 
+#: node type -> its fields in the order libcst visits them (see `_visit_fields`)
+_VISIT_ORDER: dict[type, tuple[str, ...]] = {}
+
+
+def _visit_fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
+    """A node type's fields in the order its `_visit_and_replace_children` visits them, which
+    is not always the order they are declared in (a FunctionDef's decorators come before its
+    body): read once from libcst's source, else the declared order."""
+    order = _VISIT_ORDER.get(kind)
+    if order is None:
+        declared = [f.name for f in dataclasses.fields(kind)]
+        try:
+            visited = re.findall(r'self,\s*"(\w+)"', inspect.getsource(kind._visit_and_replace_children))
+        except (OSError, TypeError):
+            visited = []
+        seen = [name for name in dict.fromkeys(visited) if name in declared]
+        order = _VISIT_ORDER[kind] = (*seen, *(name for name in declared if name not in seen))
+    return order
+
+
+def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
+    """Every node of `module` by type, each list in the order a visit meets them (so as
+    `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
+    index: dict[type, list[cst.CSTNode]] = {}
+    stack: list[cst.CSTNode] = [module]
+    node_type, sequence = cst.CSTNode, (list, tuple)
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        index.setdefault(kind, []).append(node)
+        children: list[cst.CSTNode] = []
+        for name in _VISIT_ORDER.get(kind) or _visit_fields(kind):
+            value = getattr(node, name)
+            if isinstance(value, node_type):
+                children.append(value)
+            elif isinstance(value, sequence):
+                children.extend(item for item in value if isinstance(item, node_type))
+        stack.extend(reversed(children))
+    return index
+
+
+class TreeWrapper(cst.MetadataWrapper):
+    """The runner's wrapper: it also keeps the tree's `node_index` for every rule to share."""
+
+    __slots__ = ("node_index",)
+
+
 def _import_prefix(body: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:
     """The module's statements up to the first one that is not an import (docstring aside):
     all of the module AddImportsVisitor reads."""
@@ -397,6 +446,8 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         self._keep: set[cst.CSTNode] | None = None
         #: the wrapper of the tree parsed from the file, when earlier rules may have rewritten it
         self.origin: cst.MetadataWrapper | None = None
+        #: `node_index` of a tree whose wrapper cannot keep it (under libcst.tool)
+        self._own_index: tuple[cst.MetadataWrapper, dict[type, list[cst.CSTNode]]] | None = None
         super().__init__(context)
 
     def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
@@ -443,6 +494,20 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         if default is _UNDEFINED_DEFAULT:
             raise KeyError(node)
         return default
+
+    def nodes_of(self, kind: type[_N]) -> list[_N]:
+        """Every `kind` node of the module being transformed, in the order `m.findall` gives
+        them, from one walk that the rules reading the same tree share."""
+        wrapper = self._wrapper
+        assert wrapper is not None, "only while the rule runs"
+        index = getattr(wrapper, "node_index", None) if isinstance(wrapper, TreeWrapper) else None
+        if index is None:
+            if self._own_index is None or self._own_index[0] is not wrapper:
+                self._own_index = (wrapper, node_index(wrapper.module))
+            index = self._own_index[1]
+            if isinstance(wrapper, TreeWrapper):
+                wrapper.node_index = index
+        return list(index.get(kind, ()))  # type: ignore[arg-type]
 
     def edit_targets(self) -> Iterable[cst.CSTNode] | None:
         """The nodes (of the tree planned on) whose leave_ hooks change something, once

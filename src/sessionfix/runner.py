@@ -20,7 +20,7 @@ from sessionfix.index import ProjectIndex
 from sessionfix.errors import DEBUG_ENV
 from sessionfix.model import Change, FileResult, Finding, Job, Location
 from sessionfix.registry import RULES
-from sessionfix.rule import Rule, shares_nodes
+from sessionfix.rule import Rule, TreeWrapper, shares_nodes
 from sessionfix.source import SourceError, parse, verify_rewrite
 
 
@@ -63,7 +63,7 @@ def _wrap(module: cst.Module) -> MetadataWrapper:
     """A wrapper over `module` itself, not over a copy as libcst makes by default: nodes that
     earlier rules left alone keep their identity, and so their place in the parsed file (see
     Rule.location). A rewrite that put one node object in two places still gets a copy."""
-    return MetadataWrapper(module) if shares_nodes(module) else MetadataWrapper(module, unsafe_skip_copy=True)
+    return TreeWrapper(module) if shares_nodes(module) else TreeWrapper(module, unsafe_skip_copy=True)
 
 
 @contextlib.contextmanager
@@ -95,7 +95,7 @@ def process_source(
         result.error = f"{job.display}:{exc.line}: {exc.message}; file skipped"
         return result
     module_name, package = project.module_name_for(job.path)
-    wrapper = MetadataWrapper(tree, unsafe_skip_copy=True)  # a parsed tree shares no nodes
+    wrapper = TreeWrapper(tree, unsafe_skip_copy=True)  # a parsed tree shares no nodes
     origin = wrapper
     current = wrapper.module
     for rule_class in rules:

@@ -12,12 +12,13 @@ import textwrap
 from pathlib import Path
 
 import libcst as cst
+import libcst.matchers as m
 import pytest
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
 from libcst.metadata import MetadataWrapper, ParentNodeProvider, QualifiedNameProvider
 
-from sessionfix.rule import FastParentNodeProvider, Rule, TopImportsVisitor
+from sessionfix.rule import FastParentNodeProvider, Rule, TopImportsVisitor, TreeWrapper, node_index
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted([*REPO.glob("src/sessionfix/*.py"), *REPO.glob("codemods/*.py"), *REPO.glob("examples/**/*.py")])
@@ -45,6 +46,28 @@ def test_parents_and_qualified_names_match_libcst(path: Path) -> None:
         assert probe.get_metadata(QualifiedNameProvider, cst.Name("elsewhere"), "default") == "default"
         with pytest.raises(KeyError):
             probe.get_metadata(QualifiedNameProvider, cst.Name("elsewhere"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_node_index_lists_what_findall_finds_in_its_order(path: Path) -> None:
+    module = cst.parse_module(path.read_bytes())
+    every: list[cst.CSTNode] = []
+
+    class Every(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            every.append(node)
+            return True
+
+    module.visit(Every())  # every node, in the order a visit meets them
+    index = node_index(module)
+    assert sum(len(nodes) for nodes in index.values()) == len(every)
+    for kind, nodes in index.items():
+        assert nodes == [node for node in every if type(node) is kind], kind.__name__
+    wrapper = TreeWrapper(module, unsafe_skip_copy=True)
+    probe = _Probe(CodemodContext())
+    with probe.resolve(wrapper):
+        assert probe.nodes_of(cst.Call) == m.findall(module, m.Call())
+        assert wrapper.node_index is probe.nodes_of.__self__._own_index[1]  # kept for the next rule
 
 
 @pytest.mark.parametrize("source", [
