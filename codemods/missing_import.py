@@ -41,6 +41,7 @@ class MissingImport(Rule):
     SUMMARY = "Report imports of modules or names that do not exist"
     APPLICABILITIES = (REPORT,)
     ORDER = 100
+    PLANS_IN_VISIT_MODULE = True  # a report: it changes nothing, so the tree is never walked
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
@@ -63,31 +64,37 @@ class MissingImport(Rule):
             current = parent
         return False
 
-    def visit_Import(self, node: cst.Import) -> None:
+    def visit_Module(self, node: cst.Module) -> None:
+        for statement in self.nodes_of(cst.Import):
+            self._check_import(statement)
+        for found in self.nodes_of(cst.ImportFrom):
+            self._check_import_from(found)
+
+    def _check_import(self, node: cst.Import) -> None:
         for alias in node.names:
             module = alias.evaluated_name
             if self.project.status(module) == "missing" and not self._guarded(node):
                 self.finding(alias, f"module {module} is neither in the project nor installed",
                              category="missing-import")
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+    def _check_import_from(self, node: cst.ImportFrom) -> None:
         written = dotted_name(node.module) if node.module else None
         module = resolve_relative(len(node.relative), written, self.package)
         if module is None:
             self.finding(node, "relative import climbs above the top-level package", category="missing-import")
             return
-        if self._guarded(node):
-            return
+        problems: list[tuple[cst.CSTNode, str]] = []
         if self.project.status(module) == "missing":
-            self.finding(node, f"module {module} is neither in the project nor installed", category="missing-import")
-            return
-        if isinstance(node.names, cst.ImportStar):
-            return
-        for alias in node.names:
-            found = self.project.lookup(module, alias.evaluated_name)
-            if found.status == "missing-name":
-                where = self.project.display(found.module.path) if found.module and found.module.path else module
-                self.finding(alias, f"{where} defines no {alias.evaluated_name}", category="missing-import")
+            problems.append((node, f"module {module} is neither in the project nor installed"))
+        elif not isinstance(node.names, cst.ImportStar):
+            for alias in node.names:
+                found = self.project.lookup(module, alias.evaluated_name)
+                if found.status == "missing-name":
+                    where = self.project.display(found.module.path) if found.module and found.module.path else module
+                    problems.append((alias, f"{where} defines no {alias.evaluated_name}"))
+        if problems and not self._guarded(node):  # the guard is asked last: it needs every node's parent
+            for site, message in problems:
+                self.finding(site, message, category="missing-import")
 
     INVALID = [
         Invalid(

@@ -46,6 +46,7 @@ class MissingModuleImport(Rule):
     SUMMARY = "Remove imports of raw session factories from modules that no longer exist"
     APPLICABILITIES = (SAFE, REPORT)
     ORDER = 90
+    PLANS_IN_VISIT_MODULE = True
 
     @classmethod
     def prefilter_needs(cls, settings: Settings) -> PrefilterNeeds:
@@ -54,8 +55,13 @@ class MissingModuleImport(Rule):
 
     def visit_Module(self, node: cst.Module) -> None:
         self._dead_lines: set[cst.CSTNode] = set()
+        for found in self.nodes_of(cst.ImportFrom):
+            self._consider(found)
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+    def edit_targets(self) -> list[cst.CSTNode]:
+        return list(self._dead_lines)
+
+    def _consider(self, node: cst.ImportFrom) -> None:
         if isinstance(node.names, cst.ImportStar):
             return
         module = resolve_relative(
@@ -107,10 +113,8 @@ class MissingModuleImport(Rule):
             return False
         if Path(self.context.filename or "").name == "__init__.py":
             return True
-        module = self.context.wrapper.module if self.context.wrapper is not None else None
-        if module is None:
-            return False
-        for listing in m.findall(module, m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])):
+        listed = m.Assign(targets=[m.AssignTarget(target=m.Name("__all__"))])
+        for listing in (a for a in self.nodes_of(cst.Assign) if m.matches(a, listed)):
             value = listing.value  # type: ignore[attr-defined]
             if isinstance(value, (cst.List, cst.Tuple)) and any(
                 isinstance(e.value, cst.SimpleString) and e.value.evaluated_value == local for e in value.elements
