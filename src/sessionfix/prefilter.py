@@ -17,13 +17,15 @@ resolve it (`ProjectIndex.canonical` of the imported dotted name), to one of its
 from __future__ import annotations
 
 import ast
+import bisect
 import codecs
 import io
 import json
+import re
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex, resolve_relative
@@ -249,6 +251,75 @@ def _module_statements(tree: ast.Module) -> Iterator[ast.stmt]:
                     pending.append(child)
                 elif isinstance(child, (ast.ExceptHandler, ast.match_case)):
                     pending.extend(child.body)
+
+
+def _occurrences(token: bytes, raw: bytes) -> Iterator[int]:
+    """Where `token` occurs in `raw` as a whole identifier (see `occurs`)."""
+    at = raw.find(token)
+    while at != -1:
+        end = at + len(token)
+        if (at == 0 or raw[at - 1] not in _IDENTIFIER) and (end == len(raw) or raw[end] not in _IDENTIFIER):
+            yield at
+        at = raw.find(token, at + 1)
+
+
+#: a line that starts a statement at the top level: it does not start with indentation, and is
+#: neither blank nor a comment (a line inside a string may match too; see `_no_binding_mentions`)
+_TOP_LINE = re.compile(rb"^[^ \t\r\n#]", re.MULTILINE)
+_METHOD_HEAD = re.compile(rb"[ \t]+(?:async[ \t]+)?def[ \t]+")
+
+
+def _from_import_renames(raw: bytes, top: int) -> bool:
+    """Can the `from ... import ...` statement starting at `top` bind a name other than the one
+    it imports (an `as`, or more statements after a `;`)? Errs towards True."""
+    end = raw.find(b"\n", top)
+    line = raw[top:len(raw) if end == -1 else end].split(b"#", 1)[0]
+    if b"(" in line:
+        close = raw.find(b")", top)
+        if close == -1:
+            return True
+        rest = raw.find(b"\n", close)
+        statement = raw[top:len(raw) if rest == -1 else rest]
+        statement = b"\n".join(part.split(b"#", 1)[0] for part in statement.split(b"\n"))
+    else:
+        statement = line
+    return statement.rstrip().endswith(b"\\") or b";" in statement or re.search(rb"\bas\b", statement) is not None
+
+
+def _no_binding_mentions(raw: bytes, tokens: Iterable[bytes]) -> bool:
+    """True when no occurrence of `tokens` can be part of a module-level binding that
+    `_may_bind` looks for: each is inside a function (its signature or body), in a class body
+    other than as a method's name, or in a `from ... import` that renames nothing.
+
+    An indented line belongs to the nearest top-level line above it. Python's own parser is the
+    authority, and this errs towards False: a top-level line that could be inside a
+    triple-quoted string, a class header spread over lines, any other kind of statement.
+    """
+    tops = [match.start() for match in _TOP_LINE.finditer(raw)]
+    for token in tokens:
+        for at in _occurrences(token, raw):
+            start = _line_start(raw, at)
+            index = bisect.bisect_right(tops, start) - 1
+            if index < 0:
+                return False
+            top = tops[index]
+            before = raw[:top]
+            if before.count(b'"""') % 2 or before.count(b"'''") % 2:
+                return False  # that line may be text inside a string
+            end = raw.find(b"\n", top)
+            head = raw[top:len(raw) if end == -1 else end]
+            if head.startswith(b"from ") and not _from_import_renames(raw, top):
+                continue  # binds the names it imports, under their own spellings
+            if head.startswith((b"def ", b"async def ")):
+                continue  # a function binds its name from its decorators (on lines above) only
+            if top == start:
+                return False  # on a top-level line itself
+            if head.startswith(b"class ") and head.split(b"#", 1)[0].rstrip().endswith(b":"):
+                if _METHOD_HEAD.fullmatch(raw, start, at):
+                    return False  # a method's name makes a context class (`__enter__`)
+                continue
+            return False
+    return True
 
 
 def _bindings(statement: ast.stmt) -> list[tuple[str, set[str]]]:
@@ -510,8 +581,14 @@ class Prefilter:
         parser cannot read goes to the index.
         """
         try:
-            tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError, OSError, RecursionError):
+            raw = path.read_bytes()
+        except OSError:
+            return True
+        if ascii_readable(raw) and _no_binding_mentions(raw, self.tokens):
+            return False  # most seeds: the spellings are in functions and plain imports
+        try:
+            tree = ast.parse(raw)
+        except (SyntaxError, ValueError, RecursionError):
             return True
         spelled = {token.decode("utf-8", "replace") for token in self.tokens}
         for statement in _module_statements(tree):

@@ -142,6 +142,31 @@ def test_scan_gives_up_rather_than_guess(source: str) -> None:
     assert scan_imports(source.encode("latin-1")) is None
 
 
+@pytest.mark.parametrize(("source", "inside"), [
+    ("import requests\n\ndef f():\n    return requests.Session()\n", True),
+    ("import requests\n\nclass C:\n    def get(self):\n        return requests.Session()\n", True),
+    ("def f(\n    s: Session,\n):\n    pass\n", True),  # a parameter binds no module name
+    ("X = requests.Session\n", False),
+    ("try:\n    from a import Session as S\nexcept ImportError:\n    pass\n", False),
+    ("from a import (\n    Session as S,\n)\n", False),
+    ("class C(\n    Session,\n):\n    pass\n", False),  # bases: a subclass may be a session source
+    ("class C:\n    def Session(self):\n        pass\n", False),  # a method's name (`__enter__`)
+    ('x = """\ndef f():\n    Session\n"""\n', False),  # that `def` may be text in a string
+    ("@decorate(Session)\ndef f():\n    pass\n", False),
+    ("def f():\n    x = (\n1)\n    return Session\n", False),  # a bracket let a line start unindented
+    ("from sqlalchemy.orm import Session\n", True),  # binds `Session` as `Session`
+    ("from sqlalchemy.orm import (\n    Query,\n    Session,  # the class\n)\n", True),
+    ("from sqlalchemy.orm import (\n    Session as S,\n)\n", False),
+    ("from sqlalchemy.orm import Session; Other = Session\n", False),
+    ("import sqlalchemy.orm.Session\n", False),
+    ("def find(session: Session) -> Session: return session\n", True),  # a signature binds nothing
+])
+def test_spellings_outside_bindings_need_no_parse(source: str, inside: bool) -> None:
+    from sessionfix.prefilter import _no_binding_mentions
+
+    assert _no_binding_mentions(source.encode(), [b"Session"]) is inside
+
+
 def test_tokens_match_whole_identifiers_only() -> None:
     assert occurs(b"Session", b"s = requests.Session()")
     assert not occurs(b"Session", b"s = aiohttp.ClientSession()\nSessionLocal = 1\n")
