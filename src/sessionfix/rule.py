@@ -359,10 +359,46 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
     return index
 
 
-class TreeWrapper(cst.MetadataWrapper):
-    """The runner's wrapper: it also keeps the tree's `node_index` for every rule to share."""
+def _parents_after(module: cst.Module, before: Mapping[cst.CSTNode, cst.CSTNode]) -> dict[cst.CSTNode, cst.CSTNode]:
+    """Parents in `module`, a rewrite of the tree whose parents are `before`. A node object of
+    the old tree is the same subtree in the new one (nodes never change), so only the new nodes
+    are walked; each old node found under one just gets its (maybe new) parent."""
+    parents = dict(before)
+    stack: list[cst.CSTNode] = [module]
+    fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
+    while stack:
+        node = stack.pop()
+        names = fields.get(type(node))
+        if names is None:
+            names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
+        for name in names:
+            value = getattr(node, name)
+            children = (value,) if isinstance(value, node_type) else value if isinstance(value, sequence) else ()
+            for child in children:
+                if isinstance(child, node_type):
+                    if child not in before:
+                        stack.append(child)
+                    parents[child] = node
+    return parents
 
-    __slots__ = ("node_index",)
+
+class TreeWrapper(cst.MetadataWrapper):
+    """The runner's wrapper: it also keeps the tree's `node_index` for every rule to share, and
+    works out parents from those of the tree it was rewritten from (`derived_from`)."""
+
+    __slots__ = ("node_index", "derived_from", "parents")
+
+    def resolve(self, key: type[BaseMetadataProvider[_T]]) -> Mapping[cst.CSTNode, _T]:
+        if key is not FastParentNodeProvider:
+            return super().resolve(key)
+        parents = getattr(self, "parents", None)
+        if parents is None:
+            earlier = getattr(self, "derived_from", None)
+            known = getattr(earlier, "parents", None) if earlier is not None else None
+            parents = _parents_after(self.module, known) if known is not None else super().resolve(key)
+            self.parents = parents
+            self.derived_from = None  # the older tree can go
+        return parents  # type: ignore[return-value]
 
 
 def _import_prefix(body: Sequence[cst.BaseStatement]) -> list[cst.BaseStatement]:

@@ -59,11 +59,16 @@ def _with_path(record: Change | Finding, path: str) -> Change | Finding:
     return replace(record, location=Location(path, location.line, location.column))
 
 
-def _wrap(module: cst.Module) -> MetadataWrapper:
+def _wrap(module: cst.Module, derived_from: MetadataWrapper | None = None) -> MetadataWrapper:
     """A wrapper over `module` itself, not over a copy as libcst makes by default: nodes that
     earlier rules left alone keep their identity, and so their place in the parsed file (see
-    Rule.location). A rewrite that put one node object in two places still gets a copy."""
-    return TreeWrapper(module) if shares_nodes(module) else TreeWrapper(module, unsafe_skip_copy=True)
+    Rule.location) and their parents (see TreeWrapper). A rewrite that put one node object in two
+    places still gets a copy."""
+    if shares_nodes(module):
+        return TreeWrapper(module)
+    wrapper = TreeWrapper(module, unsafe_skip_copy=True)
+    wrapper.derived_from = derived_from
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -106,7 +111,7 @@ def process_source(
         )
         rule = rule_class(context, settings=settings, project=project)
         if current is not wrapper.module:
-            wrapper = _wrap(current)
+            wrapper = _wrap(current, wrapper)
             current = wrapper.module
         rule._handle_metadata_reference = functools.partial(_shared_metadata, rule, wrapper)  # type: ignore[method-assign]
         rule.line_map = LineMap(tree, current)  # so locations and messages use lines on disk

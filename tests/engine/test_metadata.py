@@ -70,6 +70,25 @@ def test_node_index_lists_what_findall_finds_in_its_order(path: Path) -> None:
         assert wrapper.node_index is probe.nodes_of.__self__._own_index[1]  # kept for the next rule
 
 
+@pytest.mark.parametrize("path", SOURCES[:12], ids=lambda p: p.relative_to(REPO).as_posix())
+def test_parents_of_a_rewrite_are_worked_out_from_the_old_trees(path: Path) -> None:
+    """A rewrite that changes a few names (and so shares most subtrees with the old tree)."""
+    old = cst.parse_module(path.read_bytes())
+    before = TreeWrapper(old, unsafe_skip_copy=True)
+    before.resolve(FastParentNodeProvider)
+
+    class Rename(cst.CSTTransformer):
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> cst.Name:
+            return updated.with_changes(value="renamed") if original.value == "self" else updated
+
+    new = old.visit(Rename())
+    after = TreeWrapper(new, unsafe_skip_copy=True)
+    after.derived_from = before
+    expected = MetadataWrapper(new, unsafe_skip_copy=True).resolve(ParentNodeProvider)
+    got = after.resolve(FastParentNodeProvider)
+    assert {node: got[node] for node in expected} == dict(expected)
+
+
 @pytest.mark.parametrize("source", [
     "x = 1\n",
     '"""Doc."""\nfrom core.db import other\n\nx = 1\n',
