@@ -204,15 +204,19 @@ def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
     return False
 
 
-def occurs(token: bytes, raw: bytes) -> bool:
-    """Does `token` occur in `raw` as a whole identifier (not inside `ClientSession`)?"""
+def _occurrences(token: bytes, raw: bytes) -> Iterator[int]:
+    """Where `token` occurs in `raw` as a whole identifier."""
     at = raw.find(token)
     while at != -1:
         end = at + len(token)
         if (at == 0 or raw[at - 1] not in _IDENTIFIER) and (end == len(raw) or raw[end] not in _IDENTIFIER):
-            return True
+            yield at
         at = raw.find(token, at + 1)
-    return False
+
+
+def occurs(token: bytes, raw: bytes) -> bool:
+    """Does `token` occur in `raw` as a whole identifier (not inside `ClientSession`)?"""
+    return next(_occurrences(token, raw), None) is not None
 
 
 #: methods that make a class a context manager
@@ -251,16 +255,6 @@ def _module_statements(tree: ast.Module) -> Iterator[ast.stmt]:
                     pending.append(child)
                 elif isinstance(child, (ast.ExceptHandler, ast.match_case)):
                     pending.extend(child.body)
-
-
-def _occurrences(token: bytes, raw: bytes) -> Iterator[int]:
-    """Where `token` occurs in `raw` as a whole identifier (see `occurs`)."""
-    at = raw.find(token)
-    while at != -1:
-        end = at + len(token)
-        if (at == 0 or raw[at - 1] not in _IDENTIFIER) and (end == len(raw) or raw[end] not in _IDENTIFIER):
-            yield at
-        at = raw.find(token, at + 1)
 
 
 #: a line that starts a statement at the top level: it does not start with indentation, and is
