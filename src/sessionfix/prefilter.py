@@ -258,48 +258,96 @@ def _module_statements(tree: ast.Module) -> Iterator[ast.stmt]:
 
 
 #: a line that starts a statement at the top level: it does not start with indentation, and is
-#: neither blank nor a comment (a line inside a string may match too; see `_no_binding_mentions`)
-_TOP_LINE = re.compile(rb"^[^ \t\r\n#]", re.MULTILINE)
+#: neither blank nor a comment; a form feed in the indentation counts as none (Python resets the
+#: column there). A line inside a string may match too: `_string_spans` tells those apart.
+_TOP_LINE = re.compile(rb"^(?:[ \t]*\f|[^ \t\r\n#])", re.MULTILINE)
 _METHOD_HEAD = re.compile(rb"[ \t]+(?:async[ \t]+)?def[ \t]+")
+#: a comment, a whole string literal, or a quote that opens none (unterminated)
+_LEXEME = re.compile(
+    rb"#[^\r\n]*"
+    rb'|"""(?:\\.|[^\\])*?"""'
+    rb"|'''(?:\\.|[^\\])*?'''"
+    rb'|"(?:\\.|[^\\"\r\n])*"'
+    rb"|'(?:\\.|[^\\'\r\n])*'"
+    rb"|[\"']",
+    re.DOTALL,
+)
+
+
+def _string_spans(raw: bytes) -> list[tuple[int, int, bool]] | None:
+    """(start, end, is an f-string) of every string literal, found from comments, quotes and
+    escapes; None when the quoting does not add up (the caller then parses)."""
+    spans: list[tuple[int, int, bool]] = []
+    for found in _LEXEME.finditer(raw):
+        start, end = found.span()
+        if raw[start] == 35:  # "#": a comment
+            continue
+        if end - start == 1:
+            return None  # a quote that no string closes
+        prefix = raw[max(0, start - 2):start]
+        spans.append((start, end, b"f" in prefix.lower()))
+    return spans
+
+
+def _inside(spans: list[tuple[int, int, bool]], starts: list[int], at: int) -> tuple[int, int, bool] | None:
+    """The string span strictly containing position `at`, if any."""
+    index = bisect.bisect_right(starts, at) - 1
+    if index >= 0 and spans[index][0] < at < spans[index][1]:
+        return spans[index]
+    return None
+
+
+def _balanced(text: bytes) -> bool:
+    return sum(text.count(c) for c in b"([{") == sum(text.count(c) for c in b")]}")
 
 
 def _from_import_renames(raw: bytes, top: int) -> bool:
     """Can the `from ... import ...` statement starting at `top` bind a name other than the one
     it imports (an `as`, or more statements after a `;`)? Errs towards True."""
-    end = raw.find(b"\n", top)
-    line = raw[top:len(raw) if end == -1 else end].split(b"#", 1)[0]
-    if b"(" in line:
-        close = raw.find(b")", top)
-        if close == -1:
+    lines: list[bytes] = []
+    position = top
+    while True:
+        end = raw.find(b"\n", position)
+        text = raw[position:len(raw) if end == -1 else end].split(b"#", 1)[0]  # no strings in an import
+        lines.append(text)
+        if b"(" not in lines[0] or b")" in text:
+            break
+        if end == -1:
             return True
-        rest = raw.find(b"\n", close)
-        statement = raw[top:len(raw) if rest == -1 else rest]
-        statement = b"\n".join(part.split(b"#", 1)[0] for part in statement.split(b"\n"))
-    else:
-        statement = line
+        position = end + 1
+    statement = b"\n".join(lines)
     return statement.rstrip().endswith(b"\\") or b";" in statement or re.search(rb"\bas\b", statement) is not None
 
 
 def _no_binding_mentions(raw: bytes, tokens: Iterable[bytes]) -> bool:
     """True when no occurrence of `tokens` can be part of a module-level binding that
-    `_may_bind` looks for: each is inside a function (its signature or body), in a class body
-    other than as a method's name, or in a `from ... import` that renames nothing.
+    `_may_bind` looks for: each is in a plain string, inside a function (its signature or
+    body), in a class body other than as a method's name, or in a `from ... import` that renames
+    nothing.
 
-    An indented line belongs to the nearest top-level line above it. Python's own parser is the
-    authority, and this errs towards False: a top-level line that could be inside a
-    triple-quoted string, a class header spread over lines, any other kind of statement.
+    An indented line belongs to the nearest top-level line above it (lines inside strings do not
+    count). Python's own parser is the authority, and this errs towards False: quoting it cannot
+    follow, a class header spread over lines, any other kind of statement.
     """
-    tops = [match.start() for match in _TOP_LINE.finditer(raw)]
+    spans: list[tuple[int, int, bool]] | None = None
+    starts: list[int] = []
+    tops: list[int] = []
     for token in tokens:
         for at in _occurrences(token, raw):
+            if spans is None:
+                spans = _string_spans(raw)
+                if spans is None:
+                    return False
+                starts = [span[0] for span in spans]
+                tops = [t for t in (m.start() for m in _TOP_LINE.finditer(raw)) if _inside(spans, starts, t) is None]
+            string = _inside(spans, starts, at)
+            if string is not None and not string[2]:
+                continue  # text in a plain string binds nothing (an f-string's expressions might)
             start = _line_start(raw, at)
             index = bisect.bisect_right(tops, start) - 1
             if index < 0:
                 return False
             top = tops[index]
-            before = raw[:top]
-            if before.count(b'"""') % 2 or before.count(b"'''") % 2:
-                return False  # that line may be text inside a string
             end = raw.find(b"\n", top)
             head = raw[top:len(raw) if end == -1 else end]
             if head.startswith(b"from ") and not _from_import_renames(raw, top):
@@ -308,7 +356,8 @@ def _no_binding_mentions(raw: bytes, tokens: Iterable[bytes]) -> bool:
                 continue  # a function binds its name from its decorators (on lines above) only
             if top == start:
                 return False  # on a top-level line itself
-            if head.startswith(b"class ") and head.split(b"#", 1)[0].rstrip().endswith(b":"):
+            header = head.split(b"#", 1)[0].rstrip()
+            if head.startswith(b"class ") and header.endswith(b":") and _balanced(header):
                 if _METHOD_HEAD.fullmatch(raw, start, at):
                     return False  # a method's name makes a context class (`__enter__`)
                 continue

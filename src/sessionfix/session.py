@@ -8,6 +8,7 @@ never parsed. Results come back in file order whatever the number of jobs.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +171,12 @@ class Run:
             self.warn(f"sessionfix: warning: could not write the cache ({exc.strerror or exc})")
 
     def _seed_key(self, tokens: set[bytes], files: Sequence[Path]) -> list[list[str]]:
-        """The files the closure was computed from (and their hashes), plus its tokens."""
+        """The files the closure was computed from (and their hashes), its tokens, and which
+        files exist at all: a module that appears or goes, even one holding no token, can change
+        what an import resolves to (`core.py` hiding the package `core/`)."""
+        present = hashlib.sha256("\0".join(sorted(str(p) for p in files)).encode("utf-8", "surrogateescape"))
         return [[str(p), self._scanned[p].digest or ""] for p in files if self._scanned[p].tokens & tokens] + [
-            sorted(t.decode("utf-8", "replace") for t in tokens)
+            sorted(t.decode("utf-8", "replace") for t in tokens), [present.hexdigest()]
         ]
 
     def _light_key(self) -> str | None:

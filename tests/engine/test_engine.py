@@ -184,6 +184,31 @@ def test_warm_diff_never_imports_libcst(tree: Path) -> None:
     assert runs[1].stdout == runs[0].stdout.replace("True\n", "False\n") and runs[1].stderr == runs[0].stderr
 
 
+def test_a_module_that_appears_or_goes_renews_the_closure(tmp_path: Path) -> None:
+    """Found by review: `core.py` (no token in it) hides the package `core/`; once it is gone,
+    `core.db.DbSession` resolves, and the cached closure must learn the new spelling."""
+    root = write_project(tmp_path, {
+        "pyproject.toml": "[tool.sessionfix]\n",
+        "core/db.py": "from sqlalchemy.ext.asyncio import (\n    AsyncSession as DbSession,\n)\n",
+        "core.py": "X = 1\n",
+        "app.py": textwrap.dedent("""\
+            import asyncio
+
+            from core.db import DbSession
+
+
+            async def dashboard(db: DbSession, load_users, load_orders):
+                return await asyncio.gather(load_users(db), load_orders(db))
+            """),
+    })
+    _run(root)
+    (root / "core.py").unlink()
+    _, warm = _run(root)
+    _, cold = _run(root, cache=False)
+    assert warm == cold
+    assert [f.rule for f in dict((k[0], k) for k in cold)["app.py"][2]] == ["SF013"]
+
+
 def test_helper_check_is_repeated_when_its_module_changes(tree: Path) -> None:
     from sessionfix.errors import UserError
 

@@ -151,7 +151,7 @@ def test_scan_gives_up_rather_than_guess(source: str) -> None:
     ("from a import (\n    Session as S,\n)\n", False),
     ("class C(\n    Session,\n):\n    pass\n", False),  # bases: a subclass may be a session source
     ("class C:\n    def Session(self):\n        pass\n", False),  # a method's name (`__enter__`)
-    ('x = """\ndef f():\n    Session\n"""\n', False),  # that `def` may be text in a string
+    ('x = """\ndef f():\n    Session\n"""\n', True),  # all of it is text in a string
     ("@decorate(Session)\ndef f():\n    pass\n", False),
     ("def f():\n    x = (\n1)\n    return Session\n", False),  # a bracket let a line start unindented
     ("from sqlalchemy.orm import Session\n", True),  # binds `Session` as `Session`
@@ -160,11 +160,20 @@ def test_scan_gives_up_rather_than_guess(source: str) -> None:
     ("from sqlalchemy.orm import Session; Other = Session\n", False),
     ("import sqlalchemy.orm.Session\n", False),
     ("def find(session: Session) -> Session: return session\n", True),  # a signature binds nothing
+    ('"""Session helpers."""\nimport requests\n', True),  # text in a string
+    ('@register(f"{Session}")\ndef f():\n    pass\n', False),  # an f-string's expression is code
+    # found by review: a `)` in a comment is not the end of the import
+    ("from sqlalchemy.ext.asyncio import (\n    engine,  # see configure()\n    AsyncSession as DbSession,\n)\n",
+     False),
+    # ... a `\"\"\"` in a comment does not open a string
+    ('# Docstrings use """ quotes.\nNOTE = """\ndef placeholder():\n    """; DbSession = AsyncSession\n', False),
+    # ... a form feed in the indentation resets it: this line is at the top level
+    ("def configure():\n    pass\n    \fDbSession = AsyncSession\n", False),
 ])
 def test_spellings_outside_bindings_need_no_parse(source: str, inside: bool) -> None:
     from sessionfix.prefilter import _no_binding_mentions
 
-    assert _no_binding_mentions(source.encode(), [b"Session"]) is inside
+    assert _no_binding_mentions(source.encode(), [b"Session", b"AsyncSession", b"DbSession"]) is inside
 
 
 def test_tokens_match_whole_identifiers_only() -> None:
