@@ -17,13 +17,13 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sessionfix.index import ModuleInfo, ProjectIndex
 from sessionfix.model import Applicability, Change, FileResult, Finding, Location
+from sessionfix.source import write_atomic
 
 CACHE_DIR = ".sessionfix_cache"
 #: bump when the entry format changes
@@ -238,17 +238,7 @@ def write_json(directory: Path, path: Path, data: object) -> None:
         (directory / "CACHEDIR.TAG").write_text(
             "Signature: 8a477f597d28d172789f06886806bc55\n# sessionfix cache: see https://bford.info/cachedir/\n"
         )
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"))
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, json.dumps(data, separators=(",", ":")).encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -271,9 +271,11 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], bool | None]) -> bool:
-    """Call `found(child, parent)` for every node under `module`, read from the nodes' fields
-    (asking a node for its `children` is a visit of its own); stop early when it returns True."""
+def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], bool | None],
+                enter: Callable[[cst.CSTNode], bool] | None = None) -> bool:
+    """Call `found(child, parent)` for every node under `module` (below the children `enter`
+    turns down, none), read from the nodes' fields: asking a node for its `children` is a visit
+    of its own. Stop early when `found` returns True."""
     stack: list[cst.CSTNode] = [module]
     push, pop = stack.append, stack.pop
     fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
@@ -284,16 +286,12 @@ def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], 
             names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
         for name in names:
             value = getattr(node, name)
-            if isinstance(value, node_type):
-                if found(value, node):
-                    return True
-                push(value)
-            elif isinstance(value, sequence):
-                for item in value:
-                    if isinstance(item, node_type):
-                        if found(item, node):
-                            return True
-                        push(item)
+            for child in (value,) if isinstance(value, node_type) else value if isinstance(value, sequence) else ():
+                if isinstance(child, node_type):
+                    if found(child, node):
+                        return True
+                    if enter is None or enter(child):
+                        push(child)
     return False
 
 
@@ -364,21 +362,7 @@ def _parents_after(module: cst.Module, before: Mapping[cst.CSTNode, cst.CSTNode]
     the old tree is the same subtree in the new one (nodes never change), so only the new nodes
     are walked; each old node found under one just gets its (maybe new) parent."""
     parents = dict(before)
-    stack: list[cst.CSTNode] = [module]
-    fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
-    while stack:
-        node = stack.pop()
-        names = fields.get(type(node))
-        if names is None:
-            names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
-        for name in names:
-            value = getattr(node, name)
-            children = (value,) if isinstance(value, node_type) else value if isinstance(value, sequence) else ()
-            for child in children:
-                if isinstance(child, node_type):
-                    if child not in before:
-                        stack.append(child)
-                    parents[child] = node
+    _each_child(module, parents.__setitem__, lambda child: child not in before)
     return parents
 
 

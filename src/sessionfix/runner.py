@@ -8,7 +8,6 @@ import difflib
 import os
 import functools
 from dataclasses import replace
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import libcst as cst

@@ -199,6 +199,12 @@ class Run:
         facts = [f"{name}={self.project.fact(name)}" for name in sorted(names)]
         return run_key(version=__version__, settings=self.settings.fingerprint(), prefilter=fingerprint, facts=facts)
 
+    def _share_hashes(self) -> None:
+        """The first pass hashed every file already: facts about project modules reuse that."""
+        assert isinstance(self.project, TrackingIndex)
+        self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
+                                    if scanned.digest is not None})
+
     def _answered_by_cache(self, jobs: Sequence[Job]) -> list[FileResult] | None:
         """Every file's result from the cache, or None. Checked without importing a rule (and so
         libcst, most of a warm run's time otherwise): the closure stored by the last run stands
@@ -215,9 +221,7 @@ class Run:
         self._scan(files, list(tokens), stored.get("scan"))
         if stored.get("seeds") != self._seed_key(tokens, files):
             return None
-        assert isinstance(self.project, TrackingIndex)
-        self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
-                                    if scanned.digest is not None})
+        self._share_hashes()
         cache = ResultCache(self.config.root, self._run_key(stored["fingerprint"]), self.warn)
         results = []
         for job in jobs:
@@ -247,10 +251,8 @@ class Run:
             self._close(prefilter)
         elif use_cache:
             self._scan(self.files, [])
-        if use_cache:  # the first pass hashed every file already: facts about project modules reuse it
-            assert isinstance(self.project, TrackingIndex)
-            self.project.known_digests({path: scanned.digest for path, scanned in self._scanned.items()
-                                        if scanned.digest is not None})
+        if use_cache:
+            self._share_hashes()
         fingerprint = prefilter.fingerprint() if prefilter else "all:" + ",".join(r.CODE for r in self.rule_classes)
         cache = ResultCache(self.config.root, self._run_key(fingerprint), self.warn) if use_cache else None
         answers: dict[int, FileResult] = {}

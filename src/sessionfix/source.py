@@ -85,15 +85,20 @@ def verify_rewrite(original: bytes, new: bytes, filename: str) -> str | None:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` in one rename, keeping its permission bits."""
-    mode = path.stat().st_mode & 0o7777
+    """Replace `path` with `data` in one rename, keeping its permission bits (a new file gets
+    the owner-only ones of a temporary file)."""
+    try:
+        mode: int | None = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".sessionfix", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, mode)
+        if mode is not None:
+            os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         try:
