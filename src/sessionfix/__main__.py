@@ -1,3 +1,3 @@
-from sessionfix.cli import main
+from sessionfix.replay import main
 
 main()

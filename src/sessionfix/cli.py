@@ -137,6 +137,36 @@ def _processed(run: Run, err: Console, show: bool) -> Iterator[FileResult]:
     return with_progress(run.process(), len(run.files), err, enabled=show)
 
 
+def _vouch(runs: list[Run], results: list[FileResult], paths: list[Path] | None, overrides: dict[str, object],
+           select: list[str] | None) -> None:
+    """Tell the run's recorder (see sessionfix.replay) whether the cache alone gives `results`.
+    After a run that parsed files, the cache is asked again, exactly as the next run will ask
+    it, while the recorder watches what that consults: the next run can then be a replay."""
+    from sessionfix.replay import current
+
+    recorder = current()
+    if recorder is None or any(r.error for r in results):
+        return
+    if not all(run.answered for run in runs):
+        recorder.restart()
+        warnings: list[str] = []
+        again = prepare_all(list(paths or []), overrides, _selected(select), cache=True)
+        fresh = []
+        for run in again:
+            run.prefilter, run.use_cache, run.keep_original, run.warn = True, True, False, warnings.append
+            fresh.extend(run.process())
+        if warnings or not all(run.answered for run in again) or _shown(fresh) != _shown(results):
+            return
+        runs = again
+    recorder.answered_by_cache([str(run.config.root) for run in runs])
+
+
+def _shown(results: list[FileResult]) -> list[tuple[object, ...]]:
+    """What `diff` prints of each result."""
+    return [(r.display_path, r.changed, r.new_source if r.changed else None, r.changes, r.findings, r.error)
+            for r in results]
+
+
 def _summary(err: Console, results: list[FileResult], verb: str) -> None:
     counts = summary_counts(results)
     err.print(
@@ -177,9 +207,10 @@ def diff(
     """
     out, err = _consoles(no_color)
     try:
-        runs = _runs(paths, _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe), select,
-                     debug, no_cache)
+        overrides = _overrides(sync_context, sync_factory, async_context, raw_factory, exclude, unsafe)
+        runs = _runs(paths, overrides, select, debug, no_cache)
         results = _process_all(runs, err, jobs, no_cache, format is OutputFormat.text)
+        _vouch(runs, results, paths, overrides, select)
     except UserError as error:
         raise _fail(err, error, debug)
     diffs = {r.display_path: unified_diff(r) for r in results if r.changed}

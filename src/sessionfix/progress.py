@@ -14,6 +14,14 @@ T = TypeVar("T")
 DELAY = 1.0
 
 
+def _not_replayable() -> None:
+    from sessionfix.replay import current
+
+    recorder = current()
+    if recorder is not None:  # the bar's drawing would be part of the recorded output
+        recorder.refuse("a progress bar was shown")
+
+
 def with_progress(items: Iterator[T], total: int, console: Console, *, enabled: bool = True,
                   delay: float = DELAY) -> Iterator[T]:
     """Yield `items`; after `delay` seconds, show a transient bar if `console` is a terminal."""
@@ -31,6 +39,7 @@ def with_progress(items: Iterator[T], total: int, console: Console, *, enabled: 
                 progress = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                     console=console, transient=True)
                 progress.start()
+                _not_replayable()
                 task = progress.add_task("files", total=total, completed=done)
             elif progress is not None and task is not None:
                 progress.update(task, completed=done)

@@ -1,0 +1,154 @@
+"""Replay of a repeated `sessionfix diff` (sessionfix.replay): identical output, and a full run
+as soon as anything the recorded run consulted changes.
+
+Each test drives the real entry point in a child process. The probe notes whether typer was
+imported: a replay never imports it. A record is only made from files older than two seconds
+(replay.RACY_NS), so each project is left to age before its first run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sessionfix.cache import CACHE_DIR
+from sessionfix.replay import RACY_NS
+from sessionfix.rule import DEFAULT_PROJECT
+from tests.conftest import write_project
+
+PROBE = """\
+import atexit, sys
+atexit.register(lambda: print("replayed" if "typer" not in sys.modules else "ran", file=open("probe.out", "w")))
+sys.argv = ["sessionfix", *sys.argv[1:]]
+from sessionfix.replay import main
+main()
+"""
+JOB = """\
+from init import Session
+
+
+def notify(text):
+    with Session() as session:
+        session.add(text)
+        session.commit()
+"""
+PLAIN = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture
+def aged(tmp_path: Path) -> Path:
+    root = write_project(tmp_path, {**DEFAULT_PROJECT, "jobs.py": JOB, "plain.py": PLAIN, "pkg/__init__.py": "",
+                                    "pkg/deep.py": PLAIN})
+    _age()
+    return root
+
+
+def _age() -> None:
+    time.sleep(RACY_NS / 1e9 + 0.2)
+
+
+def _diff(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[str, subprocess.CompletedProcess[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE, "diff", "--jobs", "1", *args], cwd=root, text=True,
+                          capture_output=True, env=env)
+    assert done.returncode in (0, 1), done.stderr
+    how = (root / "probe.out").read_text().strip()
+    (root / "probe.out").unlink()
+    return how, done
+
+
+def _records(root: Path) -> list[Path]:
+    return sorted((root / CACHE_DIR).glob("run-*.json"))
+
+
+def _same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[str]) -> bool:
+    return (a.stdout, a.stderr, a.returncode) == (b.stdout, b.stderr, b.returncode)
+
+
+def _truth(root: Path) -> subprocess.CompletedProcess[str]:
+    """What a run without any cache prints (never recorded, never replayed)."""
+    how, done = _diff(root, "--no-cache")
+    assert how == "ran"
+    return done
+
+
+def test_a_repeated_run_replays_the_cold_runs_output(aged: Path) -> None:
+    how, cold = _diff(aged)
+    assert how == "ran" and cold.returncode == 1 and "jobs.py" in cold.stdout
+    assert len(_records(aged)) == 1, "the cold run checked that the cache answers it, and recorded"
+    how, again = _diff(aged)
+    assert how == "replayed" and _same(again, cold)
+    assert _same(again, _truth(aged))
+    assert len(_records(aged)) == 1, "--no-cache neither replays nor records"
+
+
+@pytest.mark.parametrize("change", ["edit", "same-size-same-mtime", "new-file", "removed-file", "config"])
+def test_a_change_to_what_the_run_consulted_means_a_full_run(aged: Path, change: str) -> None:
+    _diff(aged)
+    how, recorded = _diff(aged)
+    assert how == "replayed"
+    if change == "edit":
+        (aged / "plain.py").write_text(JOB)
+    elif change == "same-size-same-mtime":  # only the ctime tells: the mtime is put back by hand
+        before = (aged / "jobs.py").stat()
+        (aged / "jobs.py").write_text(JOB.replace("session.add(text)", "session.add(txet)"))
+        os.utime(aged / "jobs.py", ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert (aged / "jobs.py").stat().st_size == before.st_size
+    elif change == "new-file":
+        (aged / "pkg" / "more.py").write_text(JOB)
+    elif change == "removed-file":
+        (aged / "jobs.py").unlink()
+    else:
+        (aged / "pyproject.toml").write_text((aged / "pyproject.toml").read_text().replace("init.Session", "nowhere.Session"))
+    how, after = _diff(aged)
+    assert how == "ran"
+    assert _same(after, _truth(aged)) and after.stdout != recorded.stdout
+
+
+def test_the_environment_and_arguments_are_part_of_the_key(aged: Path) -> None:
+    _diff(aged)
+    assert _diff(aged)[0] == "replayed"
+    assert _diff(aged, env={**os.environ, "SESSIONFIX_TEST_OTHER": "1"})[0] == "ran"
+    assert _diff(aged, "--format", "json")[0] == "ran"
+    assert _diff(aged)[0] == "replayed"
+
+
+def test_no_record_from_files_changed_moments_ago(aged: Path) -> None:
+    (aged / "plain.py").write_text(PLAIN + "\n")  # its mtime is now: a same-tick edit would go unseen
+    how, cold = _diff(aged)
+    assert how == "ran" and _records(aged) == []
+    _age()
+    assert _diff(aged)[0] == "ran" and len(_records(aged)) == 1  # answered by the cache, recorded
+    assert _diff(aged)[0] == "replayed"
+
+
+def test_a_closed_pipe_is_never_recorded(aged: Path) -> None:
+    (aged / "big.py").write_text(JOB * 400)  # a diff far larger than a pipe's buffer
+    _age()
+    child = subprocess.Popen([sys.executable, "-c", PROBE, "diff", "--jobs", "1"], cwd=aged,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert child.stdout is not None
+    child.stdout.read(10)
+    child.stdout.close()
+    child.wait(timeout=120)
+    assert _records(aged) == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_what_git_ignores_is_asked_again(aged: Path) -> None:
+    for command in (["init", "-q"], ["add", "-A"]):
+        subprocess.run(["git", *command], cwd=aged, check=True, capture_output=True)
+    _age()
+    _, cold = _diff(aged)
+    assert _diff(aged)[0] == "replayed" and "jobs.py" in cold.stdout
+    with (aged / ".git" / "info" / "exclude").open("a") as exclude:
+        exclude.write("jobs.py\n")
+    subprocess.run(["git", "rm", "-q", "--cached", "jobs.py"], cwd=aged, check=True)
+    how, after = _diff(aged)
+    assert how == "ran" and "jobs.py" not in after.stdout
+    assert _same(after, _truth(aged))
