@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import libcst as cst
 import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, ScopeProvider
@@ -21,6 +23,44 @@ _GATHER = frozenset({"asyncio.gather"})
 _SPAWN = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 _SPAWN_METHODS = frozenset({"create_task", "start_soon"})
 _PROVIDER_KINDS = frozenset({"contextmanager", "asynccontextmanager", "sessionmaker", "sessionmaker.begin", "class"})
+
+
+def may_share_a_session(tree: ast.Module, sessions: frozenset[str]) -> bool:
+    """Can the rule report in this module? Only if a call that gathers or spawns tasks mentions a
+    name the module binds in a way `_binds_session` can accept: `with ... as name`,
+    `name = call(...)`, or a parameter whose annotation mentions one of `sessions` (identifiers
+    that may stand for a session type). Where the name is bound, and by what, is left to the rule."""
+    spawners = {name.rpartition(".")[2] for name in _GATHER | _SPAWN} | _SPAWN_METHODS
+    calls: list[ast.Call] = []
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            calls.append(node)
+        elif isinstance(node, ast.withitem) and isinstance(node.optional_vars, ast.Name):
+            bound.add(node.optional_vars.id)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            bound.update(target.id for target in node.targets if isinstance(target, ast.Name))
+        elif isinstance(node, ast.arg) and node.annotation is not None and _mentions(node.annotation, sessions):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ImportFrom):
+            spawners.update(alias.asname for alias in node.names if alias.asname and alias.name in spawners)
+    for call in calls:
+        func = call.func
+        called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        if called in spawners and any(isinstance(n, ast.Name) and n.id in bound for n in ast.walk(call)):
+            return True
+    return False
+
+
+def _mentions(annotation: ast.expr, identifiers: frozenset[str]) -> bool:
+    for node in ast.walk(annotation):
+        if isinstance(node, ast.Name) and node.id in identifiers:
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in identifiers:
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and any(i in node.value for i in identifiers):
+            return True
+    return False
 
 
 class ConcurrentSession(Rule):
@@ -65,7 +105,8 @@ class ConcurrentSession(Rule):
             decorated_by=CONTEXTMANAGER | ASYNCCONTEXTMANAGER,
             context_classes=True,
         )
-        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True, also=sessions)
+        return PrefilterNeeds(names=_GATHER | _SPAWN, words=_SPAWN_METHODS, used_only=True, also=sessions,
+                              sites=may_share_a_session)
 
     def visit_Module(self, node: cst.Module) -> None:
         for found in self.nodes_of(cst.Call):

@@ -5,7 +5,9 @@ Kept apart from `sessionfix.rule` so that reading the cache never has to import 
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -39,3 +41,7 @@ class PrefilterNeeds:
     #: a second condition: the rule runs only where this one can be met as well (e.g. a call
     #: that spawns tasks AND a session to share between them)
     also: PrefilterNeeds | None = None
+    #: a last look, where the file parses: given its `ast` and the identifiers in it that may
+    #: stand for one of `also`'s names (their spellings, and local aliases of them), can the rule
+    #: have a site at all? It must answer True wherever the rule could act (a superset).
+    sites: Callable[[ast.Module, frozenset[str]], bool] | None = None

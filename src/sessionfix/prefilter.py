@@ -539,6 +539,9 @@ class Prefilter:
         self.makers: dict[type[Rule], frozenset[str]] = {}
         self.decorators: dict[type[Rule], frozenset[str]] = {}
         self.classes = frozenset(key for key, need in needs.items() if need is not None and need.context_classes)
+        #: rule -> its last look at the parsed file (PrefilterNeeds.sites)
+        self.sites = {rule: need.sites for rule, need in needs.items()
+                      if rule in self.rules and need is not None and need.sites is not None}
         for method in sorted(_CONTEXT_METHODS) if self.classes else ():
             self.tokens.setdefault(method.encode("ascii"), set())  # so the modules defining them are seeds
         for rule, need in needs.items():
@@ -645,7 +648,7 @@ class Prefilter:
         return json.dumps([sorted(r.CODE for r in self.rules), sorted(r.CODE for r in self.always),
                            sorted(r.CODE for r in self.imports), sorted(r.CODE for r in self.used_only),
                            sorted(r.CODE for r in self.also.values()), sorted(r.CODE for r in self.classes),
-                           self.dump()], sort_keys=True)
+                           sorted(r.CODE for r in self.sites), self.dump()], sort_keys=True)
 
     def dump(self) -> dict[str, dict[str, list[str]]]:
         """The closure's state as JSON-able data (see `restore`)."""
@@ -680,19 +683,36 @@ class Prefilter:
                 chosen |= self.words.get(token, set())
                 spelled.add(token)
         package: str | None = None
+        parsed: tuple[ast.Module, References] | None = None
         if spelled:
             package = self.project.module_name_for(path)[1]
-            chosen |= self._reached(raw, package, spelled)
+            reached, parsed = self._reached(raw, package, spelled)
+            chosen |= reached
         pending = self.imports - chosen
         if pending:
             if package is None:
                 package = self.project.module_name_for(path)[1]
             if import_may_fail(raw, self.project, package):
                 chosen |= pending
-        return tuple(rule for rule in self.rules if rule in chosen and self.also.get(rule, rule) in chosen)
+        chosen = {rule for rule in chosen if self.also.get(rule, rule) in chosen}
+        if parsed is not None:
+            chosen -= {rule for rule in self.sites.keys() & chosen
+                       if not self.sites[rule](parsed[0], self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
+        return tuple(rule for rule in self.rules if rule in chosen)
 
-    def _reached(self, raw: bytes, package: str, spelled: set[bytes]) -> set[type[Rule]]:
-        """The rules one of whose names a reference in the file can stand for (see References)."""
+    def _standing_for(self, key: type[Rule] | _Also, references: References, spelled: set[bytes]) -> frozenset[str]:
+        """Identifiers in the file that may stand for one of `key`'s names: its spellings that
+        occur, and local names imports bind to one of them (`import ... Session as S`)."""
+        spellings = {s.decode("utf-8") for target, rules in self.targets.items() if key in rules
+                     for s in self.spellings.get(target, ()) if s in spelled}
+        aliases = {local for local, bound in references.imports.items()
+                   if any(d is not None and d.rpartition(".")[2] in spellings for d in bound)}
+        return frozenset(spellings | aliases)
+
+    def _reached(self, raw: bytes, package: str,
+                 spelled: set[bytes]) -> tuple[set[type[Rule]], tuple[ast.Module, References] | None]:
+        """The rules one of whose names a reference in the file can stand for (see References),
+        and the parsed file when `ast` could read it."""
         names = {token.decode("utf-8") for token in spelled}
         by_spelling: dict[str, set[type[Rule]]] = {}
         for target, spellings in self.spellings.items():
@@ -700,11 +720,12 @@ class Prefilter:
                 by_spelling.setdefault(spelling.decode("utf-8"), set()).update(self.targets[target])
         anything = set().union(*by_spelling.values()) if by_spelling else set()
         try:
-            references = References(ast.parse(raw), package, names)
+            tree = ast.parse(raw)
+            references = References(tree, package, names)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return anything  # libcst will say what is wrong, or read what `ast` cannot
+            return anything, None  # libcst will say what is wrong, or read what `ast` cannot
         if references.star:
-            return anything
+            return anything, None
         used: set[type[Rule]] = set()
         named: set[type[Rule]] = set()  # only imported, or only in annotations
         for parts, in_annotation in references.reads():
@@ -723,7 +744,7 @@ class Prefilter:
                 last = dotted.rpartition(".")[2] if dotted else local
                 if last in names:
                     named.update(self._resolve([dotted] if dotted else None, by_spelling.get(last, set())))
-        return used | (named - self.used_only)
+        return used | (named - self.used_only), (tree, references)
 
     def _resolve(self, dotted: list[str] | None, spelled_rules: set[type[Rule]]) -> set[type[Rule]]:
         if dotted is None:

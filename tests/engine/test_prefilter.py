@@ -325,6 +325,66 @@ REFERENCES = {
         async def both(first, second, db):
             return await asyncio.gather(first(db), second(db))
         """,
+    "gather_aliased_param.py": """\
+        import asyncio
+
+
+        def make_dashboard(load_users, load_orders):
+            from sqlalchemy.ext.asyncio import AsyncSession as Db  # local: no module re-exports `Db`
+
+            async def dashboard(db: Db):
+                return await asyncio.gather(load_users(db), load_orders(db))
+
+            return dashboard
+        """,
+    "gather_assigned.py": """\
+        import asyncio
+
+        from core.db import async_session
+
+
+        async def dashboard(load_users, load_orders):
+            db = async_session()
+            return await asyncio.gather(load_users(db), load_orders(db))
+        """,
+    "gather_renamed.py": """\
+        from asyncio import gather as together
+
+        from core.db import async_session
+
+
+        async def dashboard(load_users, load_orders):
+            async with async_session() as db:
+                return await together(load_users(db), load_orders(db))
+        """,
+    "gather_string_annotation.py": """\
+        import asyncio
+
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+
+        async def dashboard(db: "AsyncSession", load_users, load_orders):
+            return await asyncio.gather(load_users(db), load_orders(db))
+        """,
+    "gather_other_session.py": """\
+        import asyncio
+
+        import aiohttp
+        from sqlalchemy.orm import Session
+
+
+        async def fetch_all(urls: list[str]) -> list[bytes]:
+            async with aiohttp.ClientSession() as http:
+                async def one(url: str) -> bytes:
+                    async with http.get(url) as response:
+                        return await response.read()
+
+                return list(await asyncio.gather(*(one(url) for url in urls)))
+
+
+        def owner(session: Session, user_id: int):
+            return session.get(dict, user_id)
+        """,
     "requests_only.py": """\
         import requests
 
@@ -347,7 +407,8 @@ def test_prefilter_changes_no_result_on_references(tmp_path: Path) -> None:
         assert with_prefilter == _results(root, options, prefilter=False)
     found = {key[0]: key for key in with_prefilter}
     for name in ("alias_import.py", "module_attr.py", "module_alias.py", "bound_session.py", "local_import.py",
-                 "core/jobs.py", "gather_class.py", "gather_param.py"):
+                 "core/jobs.py", "gather_class.py", "gather_param.py", "gather_aliased_param.py",
+                 "gather_assigned.py", "gather_renamed.py"):
         assert found[name][1] or found[name][2], f"{name}: the rules find nothing, so the test proves nothing"
 
 
@@ -372,6 +433,12 @@ def _chosen(root: Path, name: str) -> set[str]:
     ("gather_only.py", set()),  # tasks, but no session anywhere in reach
     ("gather_class.py", {"SF013"}),  # the session comes from a context class, through a subclass and an alias
     ("gather_param.py", {"SF013"}),  # an annotation is enough for SF013's second condition
+    ("gather_aliased_param.py", {"SF013"}),  # ... under a local alias too
+    ("gather_assigned.py", {"SF013"}),
+    ("gather_renamed.py", {"SF013"}),  # `gather` imported under another name
+    ("gather_string_annotation.py", {"SF013"}),
+    # a session type and gather in one file, but what the tasks share is an aiohttp session
+    ("gather_other_session.py", set()),
 ])
 def test_parser_stage_drops_near_misses_only(tmp_path: Path, name: str, expected: set[str]) -> None:
     root = write_project(tmp_path, None, **{n.replace("/", "__"): t for n, t in REFERENCES.items()})
