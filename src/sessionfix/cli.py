@@ -145,17 +145,20 @@ def _vouch(runs: list[Run], results: list[FileResult], paths: list[Path] | None,
     from sessionfix.replay import current
 
     recorder = current()
-    if recorder is None or any(r.error for r in results):
-        return
+    if recorder is None or recorder.written() or any(r.error for r in results):
+        return  # a warning already written is not something the cache would say again
     if not all(run.answered for run in runs):
         recorder.restart()
         warnings: list[str] = []
         again = prepare_all(list(paths or []), overrides, _selected(select), cache=True)
-        fresh = []
+        fresh: list[FileResult] = []
         for run in again:
             run.prefilter, run.use_cache, run.keep_original, run.warn = True, True, False, warnings.append
-            fresh.extend(run.process())
-        if warnings or not all(run.answered for run in again) or _shown(fresh) != _shown(results):
+            answered = run.cached_answer()
+            if answered is None:
+                return
+            fresh.extend(answered)
+        if warnings or _shown(fresh) != _shown(results):
             return
         runs = again
     recorder.answered_by_cache([str(run.config.root) for run in runs])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sessionfix.errors import UserError
+from sessionfix.replay import PROBE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,6 +63,7 @@ def find_pyproject(start: Path) -> Path | None:
     here = start if start.is_dir() else start.parent
     for directory in (here, *here.parents):
         candidate = directory / "pyproject.toml"
+        sys.audit(PROBE, candidate)  # only a stat: tells sessionfix.replay what the answer rests on
         if candidate.is_file():
             return candidate
     return None

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import pathspec
 
 from sessionfix.errors import UserError
+from sessionfix.replay import PROBE
 
 _ALWAYS_SKIPPED = frozenset(
     {".git", ".hg", ".svn", ".venv", "venv", "__pycache__", "node_modules", ".tox", ".nox",
@@ -62,6 +64,7 @@ def discover(paths: Sequence[Path], root: Path, exclude: Iterable[str] = ()) -> 
     spec = pathspec.GitIgnoreSpec.from_lines(list(exclude))
     found: dict[Path, None] = {}
     for given in paths:
+        sys.audit(PROBE, given)  # a symlink retargeted, a file turned directory: see sessionfix.replay
         if not given.exists():
             raise UserError(f"{given}: no such file or directory")
         path = given.resolve()

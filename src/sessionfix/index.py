@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from sessionfix.errors import UserError
+from sessionfix.replay import PROBE
 from sessionfix.source import SourceError, read_python
 
 if TYPE_CHECKING:
@@ -98,7 +99,10 @@ def _environment_paths(root: Path) -> list[str]:
     skip = {str(root), str(root / "src"), "", "."}
     paths = [p for p in sys.path if p not in skip and Path(p or ".").resolve() != root]
     for venv in (root / ".venv", root / "venv"):
+        for probed in (venv, venv / "lib", venv / "Lib" / "site-packages"):
+            sys.audit(PROBE, probed)  # only stats: tell sessionfix.replay what the answer rests on
         for site in sorted(venv.glob("lib/python3*/site-packages")) + [venv / "Lib" / "site-packages"]:
+            sys.audit(PROBE, site)
             if site.is_dir():
                 paths.append(str(site))
     return paths
@@ -117,6 +121,7 @@ class ProjectIndex:
         self.root = root.resolve()
         roots = [self.root]
         src = self.root / "src"
+        sys.audit(PROBE, src / "__init__.py")
         if src.is_dir() and not (src / "__init__.py").is_file():
             roots.append(src)
         roots.extend(Path(p).resolve() for p in extra_roots)

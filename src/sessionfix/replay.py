@@ -2,15 +2,17 @@
 
 `sessionfix diff` run again on an unchanged tree prints what it printed last time. A run that
 the cache answers on its own (or that the cache is shown to answer right after a cold run) is
-recorded: its output, its exit code, and what it consulted. While it ran, an audit hook noted
-every file it opened, every directory it listed and the `git ls-files` it asked; the record
-keeps each file's stat (size, mtime, ctime, inode, as git's index does), each directory's
-listing, and each git answer. The next identical invocation (same arguments, directory,
-environment, terminal) checks those before typer, rich or any other part of sessionfix is
-imported, and, when nothing changed, writes the recorded output again. Anything it cannot
-vouch for means the normal run: a file changed within two seconds of being read (a timestamp
-cannot tell that change apart), another subprocess, a progress bar, bytes written around the
-text streams. Only the standard library is used here: it runs before everything else.
+recorded: its writes to stdout and stderr in order, its exit code, and what it consulted. While
+it ran, an audit hook noted every file it opened, every directory it listed, every path it only
+probed (`sessionfix.stat` events: a pyproject.toml looked for, a venv, a path argument) and the
+`git ls-files` it asked. The record keeps each file's stat (size, mtime, ctime, inode, as git's
+index does), each directory's listing (names, kinds and symlink targets), and each git answer.
+The next identical invocation (same arguments, directory, environment, terminal) checks those
+before typer, rich or any other part of sessionfix is imported and, when nothing changed, writes
+the recorded output again. Anything it cannot vouch for means the normal run: a file changed
+within two seconds of being read (a timestamp cannot tell that change apart), another
+subprocess, a progress bar, a warning, bytes written around the text streams, a stream that
+could not be written. Only the standard library is used here: it runs before everything else.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from typing import Any, Sequence
 
 CACHE_DIR = ".sessionfix_cache"  # the same as cache.CACHE_DIR, without importing it
 #: bump when the record format changes
-FORMAT = 1
+FORMAT = 2
 #: a file modified this close to being read may change again without its mtime changing
 RACY_NS = 2_000_000_000
+#: the audit event sessionfix raises where it only stats a path (sys.audit(PROBE, path))
+PROBE = "sessionfix.stat"
 _KEEP = 8  # records kept per cache directory
 _RECORDED_COMMANDS = frozenset({"diff"})
 _UNWATCHED = ("/dev/", "/proc/", "/sys/")
@@ -41,7 +45,10 @@ def main() -> None:
     argv = sys.argv[1:]
     if _replayable(argv):
         key = run_key(argv)
-        code = replay(key)
+        try:
+            code = replay(key)
+        except KeyboardInterrupt:
+            sys.exit(130)
         if code is not None:
             sys.exit(code)
         _recorder = Recorder(key)
@@ -62,7 +69,8 @@ def current() -> Recorder | None:
 
 
 def _replayable(argv: Sequence[str]) -> bool:
-    return bool(argv) and argv[0] in _RECORDED_COMMANDS and "--no-cache" not in argv and "--debug" not in argv
+    return (bool(argv) and argv[0] in _RECORDED_COMMANDS and "--no-cache" not in argv and "--debug" not in argv
+            and sys.stdout is not None and sys.stderr is not None)
 
 
 def run_key(argv: Sequence[str]) -> str:
@@ -104,11 +112,29 @@ def _stat(path: str) -> list[int] | None:
 
 
 def _listing(path: str) -> str | None:
+    """The directory's entries: names, kinds, and where symlinks point (the cache excluded)."""
+    entries = []
     try:
-        names = sorted(name for name in os.listdir(path) if name != CACHE_DIR)
+        with os.scandir(path) as scan:
+            for entry in scan:
+                if entry.name == CACHE_DIR:
+                    continue
+                try:
+                    if entry.is_symlink():
+                        entries.append(f"{entry.name}\0l\0{os.readlink(entry.path)}")
+                    else:
+                        entries.append(f"{entry.name}\0{'d' if entry.is_dir(follow_symlinks=False) else 'f'}")
+                except OSError:
+                    entries.append(f"{entry.name}\0?")
     except OSError:
         return None
-    return hashlib.blake2b("\0".join(names).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    entries.sort()
+    return hashlib.blake2b("\n".join(entries).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+
+
+def _git_ls_files(argv: Any, cwd: Any) -> bool:
+    return (isinstance(argv, list) and bool(argv) and all(isinstance(a, str) for a in argv)
+            and os.path.basename(argv[0]) == "git" and "ls-files" in argv and (cwd is None or isinstance(cwd, str)))
 
 
 def _command_output(argv: Sequence[str], cwd: str | None) -> str | None:
@@ -125,52 +151,90 @@ def replay(key: str) -> int | None:
     for directory in _ancestors(os.getcwd()):
         try:
             with open(_record_path(directory, key), "rb") as handle:
+                if hasattr(os, "getuid") and os.fstat(handle.fileno()).st_uid != os.getuid():
+                    return None  # only records this user wrote
                 record = json.loads(handle.read())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
-        if not _still_valid(record):
-            return None
         try:
-            sys.stdout.write(record["stdout"])
-            sys.stdout.flush()
-            sys.stderr.write(record["stderr"])
-            sys.stderr.flush()
-        except BrokenPipeError:  # `sessionfix diff | head`: the reader left, as it may
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            writes = _writes_if_valid(record)
+        except Exception:  # a record damaged in a way the checks did not foresee: run normally
+            return None
+        if writes is None:
+            return None
+        _write_all(writes)
         return int(record["code"])
     return None
 
 
-def _still_valid(record: Any) -> bool:
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        return False
-    if not all(isinstance(record.get(k), str) for k in ("stdout", "stderr")) or record.get("code") not in (0, 1):
-        return False
-    files, directories, commands = record.get("files"), record.get("directories"), record.get("commands")
-    if not (isinstance(files, dict) and isinstance(directories, dict) and isinstance(commands, list)):
-        return False
+def _writes_if_valid(record: Any) -> list[tuple[Any, str | None]] | None:
+    """The writes to make, as (stream, text or None for a flush), when the record is well formed,
+    every text encodes for its stream, and nothing it consulted has changed."""
+    if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("code") not in (0, 1):
+        return None
+    files, directories, commands, output = (record.get(k) for k in ("files", "directories", "commands", "output"))
+    if not (isinstance(files, dict) and isinstance(directories, dict) and isinstance(commands, list)
+            and isinstance(output, list)):
+        return None
+    streams = {"out": sys.stdout, "err": sys.stderr}
+    writes: list[tuple[Any, str | None]] = []
+    for item in output:
+        if not (isinstance(item, list) and len(item) == 2 and item[0] in streams
+                and (item[1] is None or isinstance(item[1], str))):
+            return None
+        stream = streams[item[0]]
+        if item[1] is not None:
+            item[1].encode(stream.encoding or "utf-8", stream.errors or "strict")  # raises: run normally
+        writes.append((stream, item[1]))
     for path, stat in files.items():
-        if _stat(path) != stat:
-            return False
+        if "\0" in path or _stat(path) != stat:
+            return None
     for path, listing in directories.items():
-        if _listing(path) != listing:
-            return False
+        if "\0" in path or _listing(path) != listing:
+            return None
     for command in commands:
-        if not (isinstance(command, list) and len(command) == 3 and _command_output(command[0], command[1]) == command[2]):
-            return False
-    return True
+        if not (isinstance(command, list) and len(command) == 3 and _git_ls_files(command[0], command[1])
+                and _command_output(command[0], command[1]) == command[2]):
+            return None
+    return writes
+
+
+def _write_all(writes: list[tuple[Any, str | None]]) -> None:
+    """The recorded writes in their order (so stdout and stderr interleave as they did); a
+    stream whose reader has gone is left, and the other one still gets its part."""
+    broken: set[int] = set()
+    for stream, text in writes:
+        if id(stream) in broken:
+            continue
+        try:
+            if text is None:
+                stream.flush()
+            else:
+                stream.write(text)
+        except BrokenPipeError:
+            broken.add(id(stream))
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            except (OSError, ValueError):
+                pass
+    for stream in (sys.stdout, sys.stderr):
+        if id(stream) not in broken:
+            try:
+                stream.flush()
+            except BrokenPipeError:
+                pass
 
 
 class _Capture:
-    """A text stream that keeps a copy of what is written through it."""
+    """A text stream that keeps, in order with the other one, what is written through it."""
 
-    def __init__(self, stream: Any, recorder: Recorder) -> None:
+    def __init__(self, stream: Any, name: str, recorder: Recorder) -> None:
         self._stream = stream
+        self._name = name
         self._recorder = recorder
-        self.parts: list[str] = []
 
     def write(self, text: str) -> int:
-        self.parts.append(text)
+        self._recorder.output.append([self._name, text])
         try:
             return self._stream.write(text)
         except BaseException:  # a closed pipe: what was written is not what the record holds
@@ -178,6 +242,7 @@ class _Capture:
             raise
 
     def flush(self) -> None:
+        self._recorder.output.append([self._name, None])
         try:
             self._stream.flush()
         except BaseException:
@@ -205,6 +270,8 @@ class Recorder:
         self.files: dict[str, list[int] | None] = {}
         self.directories: dict[str, str | None] = {}
         self.commands: list[list[Any]] = []
+        #: [stream name, text] per write, [stream name, None] per flush
+        self.output: list[list[Any]] = []
         #: why the output cannot be replayed (a progress bar, bytes around the stream)
         self.refused: str | None = None
         #: why what was consulted cannot be vouched for (forgotten by `restart`)
@@ -213,23 +280,40 @@ class Recorder:
         self.answered = False
         self._collecting = False
         self._inside = False
-        self._stdout: _Capture | None = None
-        self._stderr: _Capture | None = None
+        self._streams: tuple[Any, Any] | None = None
 
     def start(self) -> None:
         sys.addaudithook(self._event)
-        self._collecting = True
-        self._stdout = _Capture(sys.stdout, self)
-        self._stderr = _Capture(sys.stderr, self)
-        sys.stdout, sys.stderr = self._stdout, self._stderr  # type: ignore[assignment]
+        self._streams = (sys.stdout, sys.stderr)
+        sys.stdout = _Capture(sys.stdout, "out", self)  # type: ignore[assignment]
+        sys.stderr = _Capture(sys.stderr, "err", self)  # type: ignore[assignment]
+        self._begin()
 
     def restart(self) -> None:
-        """Forget what was consulted so far: what follows (a run the cache answers) is what counts."""
+        """Forget what was consulted so far: what follows (a run the cache answers) is what
+        counts. Python's own directory caches are dropped, so its lookups list them again."""
+        import importlib
+
         self.files.clear()
         self.directories.clear()
         self.commands.clear()
         self.unsure = None
+        importlib.invalidate_caches()
+        self._begin()
+
+    def _begin(self) -> None:
+        """Where imports are looked up, as the run starts (an install there renames entries)."""
         self._collecting = True
+        self._inside = True
+        try:
+            for entry in sys.path:
+                self._probe(os.path.abspath(entry or "."))
+        finally:
+            self._inside = False
+
+    def written(self) -> bool:
+        """Has anything been written yet?"""
+        return any(text for _, text in self.output)
 
     def refuse(self, reason: str) -> None:
         if self.refused is None:
@@ -244,33 +328,32 @@ class Recorder:
         self.answered = True
         self.roots = list(roots)
 
+    # -- the audit hook ---------------------------------------------------------------------
+
     def _event(self, event: str, args: tuple[Any, ...]) -> None:
         if not self._collecting or self._inside:
             return
-        if event == "open":
-            path = args[0]
-        elif event in ("os.listdir", "os.scandir"):
-            path = "." if args[0] is None else args[0]
-        elif event == "subprocess.Popen":
-            self._inside = True
-            try:
-                self._command(args)
-            finally:
-                self._inside = False
-            return
-        else:
-            return
-        if isinstance(path, int):
+        if event not in ("open", "os.listdir", "os.scandir", "subprocess.Popen", PROBE):
             return
         self._inside = True
         try:
+            if event == "subprocess.Popen":
+                self._command(args)
+                return
+            path = "." if args[0] is None and event != "open" else args[0]
+            if isinstance(path, int) or path is None:
+                return
             path = os.path.abspath(os.fsdecode(path))
-            if path.startswith(_UNWATCHED) or f"{os.sep}{CACHE_DIR}" in path:
+            if path.startswith(_UNWATCHED) or CACHE_DIR in path.split(os.sep):
                 return
             if event == "open":
                 self._file(path)
-            elif path not in self.directories:
-                self.directories[path] = _listing(path)
+            elif event == PROBE:
+                self._probe(path)
+            else:
+                self._directory(path)
+        except Exception as error:  # never break the run being recorded
+            self.doubt(f"could not note {event}: {error}")
         finally:
             self._inside = False
 
@@ -282,50 +365,64 @@ class Recorder:
         if stat is not None and max(stat[1], stat[2]) > time.time_ns() - RACY_NS:
             self.doubt(f"{path} changed moments ago")
 
+    def _directory(self, path: str) -> None:
+        if path not in self.directories:
+            self.directories[path] = _listing(path)
+
+    def _probe(self, path: str) -> None:
+        """A path only looked at: whether it exists, and what it is, shows in the listing of
+        the nearest directory above it that exists (and in its own, for a directory)."""
+        if os.path.isdir(path):
+            self._directory(path)
+        parent = os.path.dirname(path)
+        while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        self._directory(parent)
+
     def _command(self, args: tuple[Any, ...]) -> None:
-        executable, argv, cwd = args[0], args[1], args[2]
+        argv, cwd = args[1], args[2]
         argv = [os.fsdecode(a) for a in ([argv] if isinstance(argv, (str, bytes)) else argv)]
-        if not (argv and os.path.basename(argv[0]) == "git" and "ls-files" in argv):
+        cwd = os.fsdecode(cwd) if cwd is not None else None
+        if not _git_ls_files(argv, cwd):
             self.doubt(f"ran {argv[:2]}")
             return
-        cwd = os.fsdecode(cwd) if cwd is not None else None
         self.commands.append([argv, cwd, _command_output(argv, cwd)])
+
+    # -- the record -------------------------------------------------------------------------
 
     def finish(self, code: Any) -> None:
         """Save the record when the run qualifies; never raises (a record is only an optimisation)."""
         self._collecting = False
-        if self._stdout is not None:
-            sys.stdout, sys.stderr = self._stdout._stream, self._stderr._stream  # type: ignore[union-attr]
-        if not self.answered or self.refused or self.unsure or code not in (0, 1) or self._stdout is None:
-            return
-        cwd = os.getcwd()
-        home = next((r for r in self.roots if r == cwd or cwd.startswith(r.rstrip(os.sep) + os.sep)), None)
-        if home is None:
+        if self._streams is not None:
+            sys.stdout, sys.stderr = self._streams
+        if not self.answered or self.refused or self.unsure or code not in (0, 1):
             return
         self._inside = True
         try:
+            cwd = os.getcwd()
+            home = next((r for r in self.roots if r == cwd or cwd.startswith(r.rstrip(os.sep) + os.sep)), None)
+            if home is None:
+                return
             self._installation()
             self._between(cwd, home)
             if self.unsure is not None:
                 return
-            record = {"format": FORMAT, "code": code, "stdout": "".join(self._stdout.parts),
-                      "stderr": "".join(self._stderr.parts), "files": self.files,  # type: ignore[union-attr]
-                      "directories": self.directories, "commands": self.commands}
             from pathlib import Path
 
             from sessionfix.cache import write_json
 
+            record = {"format": FORMAT, "code": code, "output": self.output, "files": self.files,
+                      "directories": self.directories, "commands": self.commands}
             write_json(Path(home, CACHE_DIR), Path(_record_path(home, self.key)), record)
             _prune(os.path.join(home, CACHE_DIR))
-        except (OSError, ValueError, TypeError):
+        except Exception:
             pass
         finally:
             self._inside = False
 
     def _installation(self) -> None:
-        """What the run ran on: every loaded module's file, every file of sessionfix (rules a
-        run answered by the cache never imports), and the listing of each import directory
-        (an install or upgrade renames a `.dist-info` there)."""
+        """What the run ran on: every loaded module's file, and every file of sessionfix (rules
+        a run answered by the cache never imports)."""
         import importlib.util
 
         for module in list(sys.modules.values()):
@@ -340,18 +437,12 @@ class Recorder:
                 for name in names:
                     if name.endswith(".py"):
                         self._file(os.path.join(current, name))
-        for entry in sys.path:
-            directory = os.path.abspath(entry or ".")
-            if directory not in self.directories:
-                self.directories[directory] = _listing(directory)
-
 
     def _between(self, cwd: str, home: str) -> None:
         """Directories from here up to the project root: a pyproject.toml appearing in one of
-        them would change which configuration applies, and no file of theirs was opened."""
+        them would change which configuration applies."""
         for directory in _ancestors(cwd):
-            if directory not in self.directories:
-                self.directories[directory] = _listing(directory)
+            self._directory(directory)
             if directory == home:
                 return
 

@@ -235,6 +235,14 @@ class Run:
 
     # -- processing -------------------------------------------------------------------------
 
+    def cached_answer(self) -> list[FileResult] | None:
+        """Every file's result from the cache alone, or None (nothing processed either way)."""
+        if not (self.use_cache and isinstance(self.project, TrackingIndex)):
+            return None
+        answered = self._answered_by_cache([Job(path, self.display(path)) for path in self.files])
+        self._scanned.clear()
+        return answered
+
     def process(self) -> Iterator[FileResult]:
         """Results in file order; bytes of unchanged files only with keep_original."""
         self.parsed = self.cached = 0

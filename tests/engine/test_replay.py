@@ -8,12 +8,14 @@ imported: a replay never imports it. A record is only made from files older than
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -70,9 +72,9 @@ def _same(a: subprocess.CompletedProcess[str], b: subprocess.CompletedProcess[st
     return (a.stdout, a.stderr, a.returncode) == (b.stdout, b.stderr, b.returncode)
 
 
-def _truth(root: Path) -> subprocess.CompletedProcess[str]:
+def _truth(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """What a run without any cache prints (never recorded, never replayed)."""
-    how, done = _diff(root, "--no-cache")
+    how, done = _diff(root, "--no-cache", *args)
     assert how == "ran"
     return done
 
@@ -152,3 +154,126 @@ def test_what_git_ignores_is_asked_again(aged: Path) -> None:
     how, after = _diff(aged)
     assert how == "ran" and "jobs.py" not in after.stdout
     assert _same(after, _truth(aged))
+
+
+# -- found by review: each once gave a stale or broken replay ------------------------------------
+
+
+def _replays_then(root: Path, change: Callable[[], None], *args: str) -> None:
+    """Record, check the replay, make `change`, and expect a full run that prints the truth."""
+    _diff(root, *args)
+    how, recorded = _diff(root, *args)
+    assert how == "replayed"
+    change()
+    how, after = _diff(root, *args)
+    assert how == "ran"
+    assert _same(after, _truth(root, *args)) and after.stdout + after.stderr != recorded.stdout + recorded.stderr
+
+
+def test_a_package_installed_into_the_projects_venv(aged: Path) -> None:
+    (aged / "uses.py").write_text("import newmod\n")
+    (aged / ".venv").mkdir()
+    _age()
+
+    def install() -> None:
+        (aged / ".venv" / "lib" / "python3.11" / "site-packages" / "newmod").mkdir(parents=True)
+        (aged / ".venv" / "lib" / "python3.11" / "site-packages" / "newmod" / "__init__.py").write_text("")
+
+    _replays_then(aged, install)
+
+
+def test_a_pyproject_appearing_above_a_project_without_one(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "outer" / "proj", {"jobs.py": JOB, "plain.py": PLAIN})
+    _age()
+    _replays_then(root, lambda: (tmp_path / "outer" / "pyproject.toml").write_text(
+        '[tool.sessionfix]\nexclude = ["proj/jobs.py"]\n'))
+
+
+def test_a_symlink_pointed_elsewhere(aged: Path) -> None:
+    (aged.parent / "ext").mkdir()
+    (aged.parent / "ext" / "a.py").write_text(JOB)
+    (aged.parent / "ext" / "b.py").write_text(PLAIN)
+    (aged / "linked.py").symlink_to(aged.parent / "ext" / "a.py")
+    _age()
+
+    def retarget() -> None:
+        (aged / "linked.py").unlink()
+        (aged / "linked.py").symlink_to(aged.parent / "ext" / "b.py")
+
+    _replays_then(aged, retarget)
+
+
+def test_a_file_turned_into_a_directory(aged: Path) -> None:
+    (aged / "extra").write_text("notes\n")
+    _age()
+
+    def turn() -> None:
+        (aged / "extra").unlink()
+        (aged / "extra").mkdir()
+        (aged / "extra" / "job.py").write_text(JOB)
+
+    _replays_then(aged, turn)
+
+
+def test_a_directory_named_like_the_cache_is_still_watched(aged: Path) -> None:
+    (aged / f"{CACHE_DIR}_old").mkdir()
+    (aged / f"{CACHE_DIR}_old" / "job.py").write_text(PLAIN)
+    _age()
+    _replays_then(aged, lambda: (aged / f"{CACHE_DIR}_old" / "job.py").write_text(JOB))
+
+
+def test_a_warning_is_never_replayed(aged: Path) -> None:
+    _diff(aged)
+    for results in (aged / CACHE_DIR).glob("results-*.json"):
+        results.write_text('{"key": ')
+    for record in _records(aged):
+        record.unlink()
+    _age()
+    how, warned = _diff(aged)
+    assert how == "ran" and "warning" in warned.stderr
+    assert _records(aged) == []
+    assert all("warning" not in _diff(aged)[1].stderr for _ in range(2))
+
+
+def test_stdout_and_stderr_interleave_as_they_did(aged: Path) -> None:
+    (aged / "more.py").write_text(JOB)
+    _age()
+    merged = [subprocess.run([sys.executable, "-c", PROBE, "diff", "--jobs", "1"], cwd=aged, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+    assert (aged / "probe.out").read_text().strip() == "replayed"
+    assert merged[2].stdout == merged[1].stdout == merged[0].stdout
+
+
+def test_a_closed_stdout_pipe_still_gets_stderr_written(aged: Path) -> None:
+    _diff(aged)
+    assert _diff(aged)[0] == "replayed"
+    child = subprocess.Popen([sys.executable, "-c", PROBE, "diff", "--jobs", "1"], cwd=aged,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    errors = child.stderr.read()
+    assert child.wait(timeout=60) == 1 and "would change" in errors
+
+
+def test_a_closed_stdout_is_neither_recorded_nor_replayed(aged: Path) -> None:
+    runs = [subprocess.run([sys.executable, "-c", PROBE, "diff", "--jobs", "1", "plain.py"], cwd=aged, text=True,
+                           stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1)) for _ in range(3)]
+    assert [r.returncode for r in runs] == [0, 0, 0] and all("Traceback" not in r.stderr for r in runs)
+    assert _records(aged) == []
+
+
+@pytest.mark.parametrize("damage", [
+    lambda r: {**r, "files": {"bad\0path": None}},
+    lambda r: {**r, "commands": [[5, None, "x"]]},
+    lambda r: {**r, "commands": [[["rm", "-rf", "x"], None, "x"]]},
+    lambda r: {**r, "output": [["out", "\ud800"]]},
+    lambda r: {**r, "output": "text"},
+    lambda r: "[" * 100_000,
+])
+def test_a_damaged_record_means_a_normal_run(aged: Path, damage: Callable[[Any], Any]) -> None:
+    _, cold = _diff(aged)
+    (record,) = _records(aged)
+    damaged = damage(json.loads(record.read_text()))
+    record.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+    how, after = _diff(aged)
+    assert how == "ran" and _same(after, cold)
