@@ -139,29 +139,29 @@ def _processed(run: Run, err: Console, show: bool) -> Iterator[FileResult]:
 
 def _vouch(runs: list[Run], results: list[FileResult], paths: list[Path] | None, overrides: dict[str, object],
            select: list[str] | None) -> None:
-    """Tell the run's recorder (see sessionfix.replay) whether the cache alone gives `results`.
-    After a run that parsed files, the cache is asked again, exactly as the next run will ask
-    it, while the recorder watches what that consults: the next run can then be a replay."""
+    """Tell the run's recorder (see sessionfix.replay) whether the cache alone gives `results`:
+    the cache is asked again, exactly as the next run will ask it, while the recorder watches
+    what that consults. If it gives the same results, the next run can be a replay."""
     from sessionfix.replay import current
 
     recorder = current()
     if recorder is None or recorder.written() or any(r.error for r in results):
         return  # a warning already written is not something the cache would say again
-    if not all(run.answered for run in runs):
-        recorder.restart()
-        warnings: list[str] = []
-        again = prepare_all(list(paths or []), overrides, _selected(select), cache=True)
-        fresh: list[FileResult] = []
-        for run in again:
-            run.prefilter, run.use_cache, run.keep_original, run.warn = True, True, False, warnings.append
-            answered = run.cached_answer()
-            if answered is None:
-                return
-            fresh.extend(answered)
-        if warnings or _shown(fresh) != _shown(results):
+    if not all(run.use_cache and run.rules is None for run in runs):
+        return  # the cache cannot answer on its own (see Run._light_key)
+    recorder.watch()
+    warnings: list[str] = []
+    again = prepare_all(list(paths or []), overrides, _selected(select), cache=True)
+    fresh: list[FileResult] = []
+    for run in again:
+        run.prefilter, run.use_cache, run.keep_original, run.warn = True, True, False, warnings.append
+        answered = run.cached_answer()
+        if answered is None:
             return
-        runs = again
-    recorder.answered_by_cache([str(run.config.root) for run in runs])
+        fresh.extend(answered)
+    if warnings or _shown(fresh) != _shown(results):
+        return
+    recorder.answered_by_cache([str(run.config.root) for run in again])
 
 
 def _shown(results: list[FileResult]) -> list[tuple[object, ...]]:

@@ -1,9 +1,9 @@
 """The `sessionfix` entry point, and replay of a repeated read-only run.
 
-`sessionfix diff` run again on an unchanged tree prints what it printed last time. A run that
-the cache answers on its own (or that the cache is shown to answer right after a cold run) is
-recorded: its writes to stdout and stderr in order, its exit code, and what it consulted. While
-it ran, an audit hook noted every file it opened, every directory it listed, every path it only
+`sessionfix diff` run again on an unchanged tree prints what it printed last time. After a run,
+the cache is asked again, as the next run would ask it; if it gives the same results, the run is
+recorded: its writes to stdout and stderr in order, its exit code, and what that second look
+consulted. While it ran, an audit hook noted every file it opened, every directory it listed, every path it only
 probed (`sessionfix.stat` events: a pyproject.toml looked for, a venv, a path argument) and the
 `git ls-files` it asked. The record keeps each file's stat (size, mtime, ctime, inode, as git's
 index does), each directory's listing (names, kinds and symlink targets), and each git answer.
@@ -274,35 +274,36 @@ class Recorder:
         self.output: list[list[Any]] = []
         #: why the output cannot be replayed (a progress bar, bytes around the stream)
         self.refused: str | None = None
-        #: why what was consulted cannot be vouched for (forgotten by `restart`)
+        #: why what was consulted cannot be vouched for (forgotten by `watch`)
         self.unsure: str | None = None
         self.roots: list[str] = []
         self.answered = False
         self._collecting = False
+        self._hooked = False
         self._inside = False
         self._streams: tuple[Any, Any] | None = None
 
     def start(self) -> None:
-        sys.addaudithook(self._event)
+        """Keep a copy of the output. Nothing is watched yet: see `watch`."""
         self._streams = (sys.stdout, sys.stderr)
         sys.stdout = _Capture(sys.stdout, "out", self)  # type: ignore[assignment]
         sys.stderr = _Capture(sys.stderr, "err", self)  # type: ignore[assignment]
-        self._begin()
 
-    def restart(self) -> None:
-        """Forget what was consulted so far: what follows (a run the cache answers) is what
-        counts. Python's own directory caches are dropped, so its lookups list them again."""
+    def watch(self) -> None:
+        """Note what is consulted from now on (the caller then asks the cache for the run's
+        answer). The audit hook is added only now: once added it stays, sees every event of the
+        process (`id()` raises one) and is inherited by forked workers, which would slow a cold
+        run down. Python's own directory caches are dropped, so its lookups list them again."""
         import importlib
 
+        if not self._hooked:
+            sys.addaudithook(self._event)
+            self._hooked = True
         self.files.clear()
         self.directories.clear()
         self.commands.clear()
         self.unsure = None
         importlib.invalidate_caches()
-        self._begin()
-
-    def _begin(self) -> None:
-        """Where imports are looked up, as the run starts (an install there renames entries)."""
         self._collecting = True
         self._inside = True
         try:
@@ -324,7 +325,8 @@ class Recorder:
             self.unsure = reason
 
     def answered_by_cache(self, roots: Sequence[str]) -> None:
-        """Called by a command whose output the cache answered entirely, from the project roots."""
+        """Called by a command when, while watched, the cache alone gave the results it printed
+        (the project roots say where the record goes)."""
         self.answered = True
         self.roots = list(roots)
 

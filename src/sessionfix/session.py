@@ -69,8 +69,6 @@ class Run:
     #: set by process(): files parsed and files answered from the cache
     parsed: int = 0
     cached: int = 0
-    #: set by process(): the cache alone answered every file (nothing was parsed or scanned twice)
-    answered: bool = False
     _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
     _cwd: Path | None = field(default=None, repr=False)
 
@@ -246,13 +244,11 @@ class Run:
     def process(self) -> Iterator[FileResult]:
         """Results in file order; bytes of unchanged files only with keep_original."""
         self.parsed = self.cached = 0
-        self.answered = False
         use_cache = self.use_cache and isinstance(self.project, TrackingIndex)
         jobs = [Job(path, self.display(path)) for path in self.files]
         answered = self._answered_by_cache(jobs) if use_cache else None
         if answered is not None:
             self.cached = len(answered)
-            self.answered = True
             self._scanned.clear()
             yield from answered
             return
