@@ -471,9 +471,9 @@ class References:
                 value = getattr(node, field)
                 if isinstance(value, list):
                     for item in value:
-                        if isinstance(item, ast.AST):
+                        if isinstance(item, ast.AST) and type(item) not in _LEAVES:
                             push((item, annotated))
-                elif isinstance(value, ast.AST):
+                elif isinstance(value, ast.AST) and type(value) not in _LEAVES:
                     push((value, annotated or _is_annotation(kind, field, value)))
 
     def _import_from(self, node: ast.ImportFrom, package: str) -> None:
@@ -499,6 +499,11 @@ class References:
         for name, annotated in self.plain.items():
             yield [name], annotated
 
+
+#: nodes that hold no name (contexts, operators, constants): never worth a visit
+_LEAVES = frozenset({ast.Load, ast.Store, ast.Del, ast.Constant, ast.Pass, ast.Break, ast.Continue,
+                     *ast.operator.__subclasses__(), *ast.boolop.__subclasses__(), *ast.unaryop.__subclasses__(),
+                     *ast.cmpop.__subclasses__()})
 
 _ANNOTATION_FIELDS = {(ast.arg, "annotation"), (ast.FunctionDef, "returns"), (ast.AsyncFunctionDef, "returns"),
                       (ast.AnnAssign, "annotation")}
@@ -682,6 +687,8 @@ class Prefilter:
             if not rules <= chosen and occurs(token, raw):
                 chosen |= self.words.get(token, set())
                 spelled.add(token)
+        if spelled and self.also:
+            spelled = self._worth_reading(spelled, chosen)
         package: str | None = None
         parsed: tuple[ast.Module, References] | None = None
         if spelled:
@@ -699,6 +706,19 @@ class Prefilter:
             chosen -= {rule for rule in self.sites.keys() & chosen
                        if not self.sites[rule](parsed[0], self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
         return tuple(rule for rule in self.rules if rule in chosen)
+
+    def _worth_reading(self, spelled: set[bytes], chosen: set[type[Rule]]) -> set[bytes]:
+        """The spellings that can still decide something: a rule whose second condition no
+        spelling in the file can meet is never chosen, so a file that only calls `gather` (and
+        spells no session) needs no parse for it."""
+        possible = chosen | self.imports | {key for token in spelled for key in self.tokens[token]}
+        owners = {key: rule for rule, key in self.also.items()}
+
+        def may_stay(key: type[Rule] | _Also) -> bool:
+            rule = owners.get(key, key)  # type: ignore[arg-type]
+            return rule in possible and self.also.get(rule, rule) in possible
+
+        return {token for token in spelled if any(may_stay(key) for key in self.tokens[token])}
 
     def _standing_for(self, key: type[Rule] | _Also, references: References, spelled: set[bytes]) -> frozenset[str]:
         """Identifiers in the file that may stand for one of `key`'s names: its spellings that

@@ -446,3 +446,24 @@ def test_parser_stage_drops_near_misses_only(tmp_path: Path, name: str, expected
     assert expected <= chosen
     if not expected:
         assert chosen == set()
+
+
+def test_a_file_that_can_meet_no_second_condition_is_not_parsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gather` alone spells SF013's sites but no session: nothing can come of reading it."""
+    import ast
+
+    import sessionfix.prefilter
+
+    root = write_project(tmp_path, None, **{n.replace("/", "__"): t for n, t in REFERENCES.items()})
+    parsed: list[bytes] = []
+    real = ast.parse
+
+    def counting(source: bytes, *args: object, **kwargs: object) -> ast.Module:
+        parsed.append(source)
+        return real(source, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sessionfix.prefilter.ast, "parse", counting)
+    assert _chosen(root, "gather_only.py") - {"SF000"} == set()
+    gather_only = (root / "gather_only.py").read_bytes()
+    assert gather_only not in parsed
+    assert _chosen(root, "gather_param.py") == {"SF013"} and (root / "gather_param.py").read_bytes() in parsed
