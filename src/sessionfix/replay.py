@@ -35,6 +35,9 @@ PROBE = "sessionfix.stat"
 _KEEP = 8  # records kept per cache directory
 _RECORDED_COMMANDS = frozenset({"diff"})
 _UNWATCHED = ("/dev/", "/proc/", "/sys/")
+#: shell bookkeeping that changes with every `cd` or nested shell and that nothing here reads
+#: (the working directory itself is part of the key)
+_SHELL_ONLY = frozenset({"OLDPWD", "PWD", "SHLVL", "_"})
 
 _recorder: Recorder | None = None
 
@@ -85,7 +88,8 @@ def run_key(argv: Sequence[str]) -> str:
         except (AttributeError, OSError, ValueError):
             tty, size = False, None
         streams.append([tty, size, getattr(stream, "encoding", None), getattr(stream, "errors", None)])
-    material = [FORMAT, list(argv), os.getcwd(), sys.executable, sys.version, sys.path, sorted(os.environ.items()),
+    material = [FORMAT, list(argv), os.getcwd(), sys.executable, sys.version, sys.path,
+                sorted(item for item in os.environ.items() if item[0] not in _SHELL_ONLY),
                 streams]
     return hashlib.sha256(json.dumps(material).encode("utf-8", "surrogateescape")).hexdigest()[:32]
 

@@ -113,11 +113,13 @@ def test_a_change_to_what_the_run_consulted_means_a_full_run(aged: Path, change:
 
 
 def test_the_environment_and_arguments_are_part_of_the_key(aged: Path) -> None:
-    _diff(aged)
-    assert _diff(aged)[0] == "replayed"
-    assert _diff(aged, env={**os.environ, "SESSIONFIX_TEST_OTHER": "1"})[0] == "ran"
-    assert _diff(aged, "--format", "json")[0] == "ran"
-    assert _diff(aged)[0] == "replayed"
+    base = dict(os.environ)  # explicit: the C-level environment can hold more than os.environ
+    _diff(aged, env=base)
+    assert _diff(aged, env=base)[0] == "replayed"
+    assert _diff(aged, env={**base, "SESSIONFIX_TEST_OTHER": "1"})[0] == "ran"
+    assert _diff(aged, "--format", "json", env=base)[0] == "ran"
+    assert _diff(aged, env={**base, "OLDPWD": "/elsewhere", "SHLVL": "7"})[0] == "replayed"  # a `cd` before
+    assert _diff(aged, env=base)[0] == "replayed"
 
 
 def test_no_record_from_files_changed_moments_ago(aged: Path) -> None:
