@@ -25,12 +25,13 @@ _SPAWN_METHODS = frozenset({"create_task", "start_soon"})
 _PROVIDER_KINDS = frozenset({"contextmanager", "asynccontextmanager", "sessionmaker", "sessionmaker.begin", "class"})
 
 
-def may_share_a_session(tree: ast.Module, sessions: frozenset[str]) -> bool:
-    """Can the rule report in this module? Only if a call that gathers or spawns tasks mentions a
-    name the module binds in a way `_binds_session` can accept: `with ... as name`,
-    `name = call(...)`, or a parameter whose annotation mentions one of `sessions` (identifiers
-    that may stand for a session type). Where the name is bound, and by what, is left to the rule."""
-    spawners = {name.rpartition(".")[2] for name in _GATHER | _SPAWN} | _SPAWN_METHODS
+def may_share_a_session(tree: ast.Module, spawners_here: frozenset[str], sessions: frozenset[str]) -> bool:
+    """Can the rule report in this module? Only if a call that gathers or spawns tasks (by a name
+    among `spawners_here`, which the prefilter resolved, or its usual spelling) mentions a name
+    the module binds in a way `_binds_session` can accept: `with ... as name`, `name = call(...)`,
+    or a parameter whose annotation mentions one of `sessions` (identifiers that may stand for a
+    session type). Where the name is bound, and by what, is left to the rule."""
+    spawners = {name.rpartition(".")[2] for name in _GATHER | _SPAWN} | _SPAWN_METHODS | spawners_here
     calls: list[ast.Call] = []
     bound: set[str] = set()
     for node in ast.walk(tree):

@@ -41,7 +41,8 @@ class PrefilterNeeds:
     #: a second condition: the rule runs only where this one can be met as well (e.g. a call
     #: that spawns tasks AND a session to share between them)
     also: PrefilterNeeds | None = None
-    #: a last look, where the file parses: given its `ast` and the identifiers in it that may
-    #: stand for one of `also`'s names (their spellings, and local aliases of them), can the rule
-    #: have a site at all? It must answer True wherever the rule could act (a superset).
-    sites: Callable[[ast.Module, frozenset[str]], bool] | None = None
+    #: a last look, where the file parses: given its `ast`, the identifiers in it that may stand
+    #: for one of `names` or `words`, and those that may stand for one of `also`'s names (their
+    #: spellings, project re-exports, and local aliases), can the rule have a site at all? It must
+    #: answer True wherever the rule could act (a superset).
+    sites: Callable[[ast.Module, frozenset[str], frozenset[str]], bool] | None = None

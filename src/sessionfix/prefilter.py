@@ -704,7 +704,8 @@ class Prefilter:
         chosen = {rule for rule in chosen if self.also.get(rule, rule) in chosen}
         if parsed is not None:
             chosen -= {rule for rule in self.sites.keys() & chosen
-                       if not self.sites[rule](parsed[0], self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
+                       if not self.sites[rule](parsed[0], self._standing_for(rule, parsed[1], spelled),
+                                               self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
         return tuple(rule for rule in self.rules if rule in chosen)
 
     def _worth_reading(self, spelled: set[bytes], chosen: set[type[Rule]]) -> set[bytes]:
@@ -725,6 +726,7 @@ class Prefilter:
         occur, and local names imports bind to one of them (`import ... Session as S`)."""
         spellings = {s.decode("utf-8") for target, rules in self.targets.items() if key in rules
                      for s in self.spellings.get(target, ()) if s in spelled}
+        spellings |= {w.decode("utf-8") for w, rules in self.words.items() if key in rules and w in spelled}
         aliases = {local for local, bound in references.imports.items()
                    if any(d is not None and d.rpartition(".")[2] in spellings for d in bound)}
         return frozenset(spellings | aliases)

@@ -124,8 +124,9 @@ def _listing(path: str) -> str | None:
                 if entry.name == CACHE_DIR:
                     continue
                 try:
-                    if entry.is_symlink():
-                        entries.append(f"{entry.name}\0l\0{os.readlink(entry.path)}")
+                    if entry.is_symlink():  # where it points, and what is there now (maybe nothing yet)
+                        there = "d" if os.path.isdir(entry.path) else "f" if os.path.exists(entry.path) else "-"
+                        entries.append(f"{entry.name}\0l\0{os.readlink(entry.path)}\0{there}")
                     else:
                         entries.append(f"{entry.name}\0{'d' if entry.is_dir(follow_symlinks=False) else 'f'}")
                 except OSError:
@@ -350,8 +351,8 @@ class Recorder:
             if isinstance(path, int) or path is None:
                 return
             path = os.path.abspath(os.fsdecode(path))
-            if path.startswith(_UNWATCHED) or CACHE_DIR in path.split(os.sep):
-                return
+            if path.startswith(_UNWATCHED) or CACHE_DIR in (os.path.basename(path), os.path.basename(os.path.dirname(path))):
+                return  # the cache directory and its files (never a project above a directory of that name)
             if event == "open":
                 self._file(path)
             elif event == PROBE:

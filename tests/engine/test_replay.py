@@ -192,15 +192,16 @@ def test_a_pyproject_appearing_above_a_project_without_one(tmp_path: Path) -> No
 
 
 def test_a_symlink_pointed_elsewhere(aged: Path) -> None:
-    (aged.parent / "ext").mkdir()
-    (aged.parent / "ext" / "a.py").write_text(JOB)
-    (aged.parent / "ext" / "b.py").write_text(PLAIN)
-    (aged / "linked.py").symlink_to(aged.parent / "ext" / "a.py")
+    elsewhere = aged.parent / f"{aged.name}-ext"
+    elsewhere.mkdir()
+    (elsewhere / "a.py").write_text(JOB)
+    (elsewhere / "b.py").write_text(PLAIN)
+    (aged / "linked.py").symlink_to(elsewhere / "a.py")
     _age()
 
     def retarget() -> None:
         (aged / "linked.py").unlink()
-        (aged / "linked.py").symlink_to(aged.parent / "ext" / "b.py")
+        (aged / "linked.py").symlink_to(elsewhere / "b.py")
 
     _replays_then(aged, retarget)
 
@@ -279,3 +280,25 @@ def test_a_damaged_record_means_a_normal_run(aged: Path, damage: Callable[[Any],
     record.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
     how, after = _diff(aged)
     assert how == "ran" and _same(after, cold)
+
+
+def test_a_dangling_symlinks_target_appearing(aged: Path) -> None:
+    """Found by review: `init` links to a directory that does not exist yet, so `init` is missing."""
+    elsewhere = aged.parent / f"{aged.name}-ext"
+    elsewhere.mkdir()  # exists already: only its (unwatched) content changes
+    (aged / "init").symlink_to(elsewhere / "init")
+    _age()
+
+    def create() -> None:
+        (elsewhere / "init").mkdir()
+        (elsewhere / "init" / "__init__.py").write_text(
+            "from sqlalchemy.orm import sessionmaker\n\nSession = sessionmaker()\n")
+
+    _replays_then(aged, create)
+
+
+def test_a_project_inside_a_directory_named_like_the_cache(tmp_path: Path) -> None:
+    """Found by review: only the cache's own files are left out, not everything below the name."""
+    root = write_project(tmp_path / CACHE_DIR / "proj", {**DEFAULT_PROJECT, "jobs.py": JOB, "plain.py": PLAIN})
+    _age()
+    _replays_then(root, lambda: (root / "plain.py").write_text(JOB))
