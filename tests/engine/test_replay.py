@@ -3,7 +3,8 @@ as soon as anything the recorded run consulted changes.
 
 Each test drives the real entry point in a child process. The probe notes whether typer was
 imported: a replay never imports it. A record is only made from files older than two seconds
-(replay.RACY_NS), so each project is left to age before its first run.
+(replay.RACY_NS), and a ctime cannot be set back, so every project the module's tests use is laid
+out at once (`_prepared` says how, where a test needs more than the default) and aged once.
 """
 
 from __future__ import annotations
@@ -43,12 +44,38 @@ def notify(text):
 PLAIN = "def add(a, b):\n    return a + b\n"
 
 
-@pytest.fixture
-def aged(tmp_path: Path) -> Path:
-    root = write_project(tmp_path, {**DEFAULT_PROJECT, "jobs.py": JOB, "plain.py": PLAIN, "pkg/__init__.py": "",
-                                    "pkg/deep.py": PLAIN})
+#: test function name -> how its project is laid out under a fresh directory (returns the root)
+PREPARED: dict[str, Callable[[Path], Path]] = {}
+
+
+def _prepared(test: str) -> Callable[[Callable[[Path], Path]], Callable[[Path], Path]]:
+    def register(build: Callable[[Path], Path]) -> Callable[[Path], Path]:
+        PREPARED[test] = build
+        return build
+
+    return register
+
+
+def _default_project(base: Path) -> Path:
+    return write_project(base, {**DEFAULT_PROJECT, "jobs.py": JOB, "plain.py": PLAIN, "pkg/__init__.py": "",
+                                "pkg/deep.py": PLAIN})
+
+
+@pytest.fixture(scope="session")
+def _aged_projects(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    here = sys.modules[__name__]
+    base = tmp_path_factory.mktemp("replay")
+    items = [item for item in request.session.items if getattr(item, "module", None) is here]
+    roots = {item.name: PREPARED.get(item.originalname, _default_project)(base / f"t{n}" / "project")  # type: ignore[attr-defined]
+             for n, item in enumerate(items)}
     _age()
-    return root
+    return roots
+
+
+@pytest.fixture
+def aged(request: pytest.FixtureRequest, _aged_projects: dict[str, Path]) -> Path:
+    """This test's project, old enough to be recorded; things it needs outside go next to it."""
+    return _aged_projects[request.node.name]
 
 
 def _age() -> None:
@@ -131,9 +158,14 @@ def test_no_record_from_files_changed_moments_ago(aged: Path) -> None:
     assert _diff(aged)[0] == "replayed"
 
 
+@_prepared("test_a_closed_pipe_is_never_recorded")
+def _big(base: Path) -> Path:
+    root = _default_project(base)
+    (root / "big.py").write_text(JOB * 400)  # a diff far larger than a pipe's buffer
+    return root
+
+
 def test_a_closed_pipe_is_never_recorded(aged: Path) -> None:
-    (aged / "big.py").write_text(JOB * 400)  # a diff far larger than a pipe's buffer
-    _age()
     child = subprocess.Popen([sys.executable, "-c", PROBE, "diff", "--jobs", "1"], cwd=aged,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert child.stdout is not None
@@ -143,11 +175,17 @@ def test_a_closed_pipe_is_never_recorded(aged: Path) -> None:
     assert _records(aged) == []
 
 
+@_prepared("test_what_git_ignores_is_asked_again")
+def _in_git(base: Path) -> Path:
+    root = _default_project(base)
+    if shutil.which("git") is not None:
+        for command in (["init", "-q"], ["add", "-A"]):
+            subprocess.run(["git", *command], cwd=root, check=True, capture_output=True)
+    return root
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_what_git_ignores_is_asked_again(aged: Path) -> None:
-    for command in (["init", "-q"], ["add", "-A"]):
-        subprocess.run(["git", *command], cwd=aged, check=True, capture_output=True)
-    _age()
     _, cold = _diff(aged)
     assert _diff(aged)[0] == "replayed" and "jobs.py" in cold.stdout
     with (aged / ".git" / "info" / "exclude").open("a") as exclude:
@@ -172,10 +210,15 @@ def _replays_then(root: Path, change: Callable[[], None], *args: str) -> None:
     assert _same(after, _truth(root, *args)) and after.stdout + after.stderr != recorded.stdout + recorded.stderr
 
 
+@_prepared("test_a_package_installed_into_the_projects_venv")
+def _with_empty_venv(base: Path) -> Path:
+    root = _default_project(base)
+    (root / "uses.py").write_text("import newmod\n")
+    (root / ".venv").mkdir()
+    return root
+
+
 def test_a_package_installed_into_the_projects_venv(aged: Path) -> None:
-    (aged / "uses.py").write_text("import newmod\n")
-    (aged / ".venv").mkdir()
-    _age()
 
     def install() -> None:
         (aged / ".venv" / "lib" / "python3.11" / "site-packages" / "newmod").mkdir(parents=True)
@@ -184,20 +227,31 @@ def test_a_package_installed_into_the_projects_venv(aged: Path) -> None:
     _replays_then(aged, install)
 
 
-def test_a_pyproject_appearing_above_a_project_without_one(tmp_path: Path) -> None:
-    root = write_project(tmp_path / "outer" / "proj", {"jobs.py": JOB, "plain.py": PLAIN})
-    _age()
-    _replays_then(root, lambda: (tmp_path / "outer" / "pyproject.toml").write_text(
+@_prepared("test_a_pyproject_appearing_between_a_project_and_its_configuration")
+def _configured_from_above(base: Path) -> Path:
+    # the configuration two levels up (not /tmp's ancestors, whose listings change all the time)
+    write_project(base, {"pyproject.toml": "[tool.sessionfix]\n"})
+    return write_project(base / "outer" / "proj", {"jobs.py": JOB, "plain.py": PLAIN})
+
+
+def test_a_pyproject_appearing_between_a_project_and_its_configuration(aged: Path) -> None:
+    _replays_then(aged, lambda: (aged.parent / "pyproject.toml").write_text(
         '[tool.sessionfix]\nexclude = ["proj/jobs.py"]\n'))
 
 
-def test_a_symlink_pointed_elsewhere(aged: Path) -> None:
-    elsewhere = aged.parent / f"{aged.name}-ext"
+@_prepared("test_a_symlink_pointed_elsewhere")
+def _with_link(base: Path) -> Path:
+    root = _default_project(base)
+    elsewhere = root.parent / "ext"
     elsewhere.mkdir()
     (elsewhere / "a.py").write_text(JOB)
     (elsewhere / "b.py").write_text(PLAIN)
-    (aged / "linked.py").symlink_to(elsewhere / "a.py")
-    _age()
+    (root / "linked.py").symlink_to(elsewhere / "a.py")
+    return root
+
+
+def test_a_symlink_pointed_elsewhere(aged: Path) -> None:
+    elsewhere = aged.parent / "ext"
 
     def retarget() -> None:
         (aged / "linked.py").unlink()
@@ -206,9 +260,14 @@ def test_a_symlink_pointed_elsewhere(aged: Path) -> None:
     _replays_then(aged, retarget)
 
 
+@_prepared("test_a_file_turned_into_a_directory")
+def _with_notes(base: Path) -> Path:
+    root = _default_project(base)
+    (root / "extra").write_text("notes\n")
+    return root
+
+
 def test_a_file_turned_into_a_directory(aged: Path) -> None:
-    (aged / "extra").write_text("notes\n")
-    _age()
 
     def turn() -> None:
         (aged / "extra").unlink()
@@ -218,10 +277,15 @@ def test_a_file_turned_into_a_directory(aged: Path) -> None:
     _replays_then(aged, turn)
 
 
+@_prepared("test_a_directory_named_like_the_cache_is_still_watched")
+def _with_cache_lookalike(base: Path) -> Path:
+    root = _default_project(base)
+    (root / f"{CACHE_DIR}_old").mkdir()
+    (root / f"{CACHE_DIR}_old" / "job.py").write_text(PLAIN)
+    return root
+
+
 def test_a_directory_named_like_the_cache_is_still_watched(aged: Path) -> None:
-    (aged / f"{CACHE_DIR}_old").mkdir()
-    (aged / f"{CACHE_DIR}_old" / "job.py").write_text(PLAIN)
-    _age()
     _replays_then(aged, lambda: (aged / f"{CACHE_DIR}_old" / "job.py").write_text(JOB))
 
 
@@ -231,16 +295,20 @@ def test_a_warning_is_never_replayed(aged: Path) -> None:
         results.write_text('{"key": ')
     for record in _records(aged):
         record.unlink()
-    _age()
     how, warned = _diff(aged)
     assert how == "ran" and "warning" in warned.stderr
     assert _records(aged) == []
     assert all("warning" not in _diff(aged)[1].stderr for _ in range(2))
 
 
+@_prepared("test_stdout_and_stderr_interleave_as_they_did")
+def _two_jobs(base: Path) -> Path:
+    root = _default_project(base)
+    (root / "more.py").write_text(JOB)
+    return root
+
+
 def test_stdout_and_stderr_interleave_as_they_did(aged: Path) -> None:
-    (aged / "more.py").write_text(JOB)
-    _age()
     merged = [subprocess.run([sys.executable, "-c", PROBE, "diff", "--jobs", "1"], cwd=aged, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
     assert (aged / "probe.out").read_text().strip() == "replayed"
@@ -282,12 +350,17 @@ def test_a_damaged_record_means_a_normal_run(aged: Path, damage: Callable[[Any],
     assert how == "ran" and _same(after, cold)
 
 
+@_prepared("test_a_dangling_symlinks_target_appearing")
+def _with_dangling_link(base: Path) -> Path:
+    root = _default_project(base)
+    (root.parent / "ext").mkdir()  # exists already: only its (unwatched) content changes
+    (root / "init").symlink_to(root.parent / "ext" / "init")
+    return root
+
+
 def test_a_dangling_symlinks_target_appearing(aged: Path) -> None:
     """Found by review: `init` links to a directory that does not exist yet, so `init` is missing."""
-    elsewhere = aged.parent / f"{aged.name}-ext"
-    elsewhere.mkdir()  # exists already: only its (unwatched) content changes
-    (aged / "init").symlink_to(elsewhere / "init")
-    _age()
+    elsewhere = aged.parent / "ext"
 
     def create() -> None:
         (elsewhere / "init").mkdir()
@@ -297,8 +370,11 @@ def test_a_dangling_symlinks_target_appearing(aged: Path) -> None:
     _replays_then(aged, create)
 
 
-def test_a_project_inside_a_directory_named_like_the_cache(tmp_path: Path) -> None:
+@_prepared("test_a_project_inside_a_directory_named_like_the_cache")
+def _below_cache_lookalike(base: Path) -> Path:
+    return _default_project(base / CACHE_DIR / "proj")
+
+
+def test_a_project_inside_a_directory_named_like_the_cache(aged: Path) -> None:
     """Found by review: only the cache's own files are left out, not everything below the name."""
-    root = write_project(tmp_path / CACHE_DIR / "proj", {**DEFAULT_PROJECT, "jobs.py": JOB, "plain.py": PLAIN})
-    _age()
-    _replays_then(root, lambda: (root / "plain.py").write_text(JOB))
+    _replays_then(aged, lambda: (aged / "plain.py").write_text(JOB))
