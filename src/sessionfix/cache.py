@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import sys
@@ -23,9 +22,9 @@ from typing import Any, Callable, Iterable
 
 from sessionfix.index import ModuleInfo, ProjectIndex
 from sessionfix.model import Applicability, Change, FileResult, Finding, Location
+from sessionfix.replay import CACHE_DIR, own_files
 from sessionfix.source import write_atomic
 
-CACHE_DIR = ".sessionfix_cache"
 #: bump when the entry format changes
 FORMAT = 1
 _KEEP = 4  # results files kept (one per configuration recently used)
@@ -84,19 +83,13 @@ class TrackingIndex(ProjectIndex):
 def installation_stamp() -> str:
     """sessionfix's own files as installed (name, size, modification time): a change to any
     rule, even without a new version number (an editable install), makes this differ."""
-    spec = importlib.util.find_spec("sessionfix.codemods")  # imports only the (light) parent package
-    directories = {Path(__file__).parent, *(Path(p) for p in (spec.submodule_search_locations or []) if spec)}
     stamp = []
-    for directory in sorted(directories):
-        for current, subdirectories, names in os.walk(directory):
-            subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
-            for name in sorted(names):
-                if name.endswith(".py"):
-                    try:
-                        info = os.stat(os.path.join(current, name))
-                    except OSError:
-                        continue
-                    stamp.append(f"{os.path.join(current, name)}:{info.st_size}:{info.st_mtime_ns}")
+    for path in own_files():
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        stamp.append(f"{path}:{info.st_size}:{info.st_mtime_ns}")
     return hashlib.sha256("\n".join(stamp).encode("utf-8", "surrogateescape")).hexdigest()
 
 
@@ -223,10 +216,19 @@ class ResultCache:
             self._warn(f"could not write the cache in {self.directory} ({exc.strerror or exc}); results are not cached")
 
     def _prune(self) -> None:
-        others = sorted((p for p in self.directory.glob("results-*.json") if p != self.path),
-                        key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in others[_KEEP - 1:]:
-            old.unlink(missing_ok=True)
+        prune(self.directory, "results-*.json", _KEEP)
+
+
+def prune(directory: Path, pattern: str, keep: int) -> None:
+    """Remove all but the `keep` most recently written files matching `pattern`."""
+    found = []
+    for path in directory.glob(pattern):
+        try:
+            found.append((path.stat().st_mtime_ns, path))
+        except OSError:
+            continue
+    for _, old in sorted(found, reverse=True)[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def write_json(directory: Path, path: Path, data: object) -> None:

@@ -166,8 +166,7 @@ def _vouch(runs: list[Run], results: list[FileResult], paths: list[Path] | None,
 
 def _shown(results: list[FileResult]) -> list[tuple[object, ...]]:
     """What `diff` prints of each result."""
-    return [(r.display_path, r.changed, r.new_source if r.changed else None, r.changes, r.findings, r.error)
-            for r in results]
+    return [(r.display_path, r.new_source if r.changed else None, r.changes, r.findings, r.error) for r in results]
 
 
 def _summary(err: Console, results: list[FileResult], verb: str) -> None:

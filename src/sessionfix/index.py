@@ -99,8 +99,8 @@ def _environment_paths(root: Path) -> list[str]:
     skip = {str(root), str(root / "src"), "", "."}
     paths = [p for p in sys.path if p not in skip and Path(p or ".").resolve() != root]
     for venv in (root / ".venv", root / "venv"):
-        for probed in (venv, venv / "lib", venv / "Lib" / "site-packages"):
-            sys.audit(PROBE, probed)  # only stats: tell sessionfix.replay what the answer rests on
+        for probed in (venv, venv / "lib"):  # only stats: tell sessionfix.replay what the answer rests on
+            sys.audit(PROBE, probed)
         for site in sorted(venv.glob("lib/python3*/site-packages")) + [venv / "Lib" / "site-packages"]:
             sys.audit(PROBE, site)
             if site.is_dir():

@@ -25,7 +25,8 @@ import sys
 import time
 from typing import Any, Sequence
 
-CACHE_DIR = ".sessionfix_cache"  # the same as cache.CACHE_DIR, without importing it
+#: where sessionfix keeps its cache (and these records) at a project's root
+CACHE_DIR = ".sessionfix_cache"
 #: bump when the record format changes
 FORMAT = 2
 #: a file modified this close to being read may change again without its mtime changing
@@ -116,9 +117,10 @@ def _stat(path: str) -> list[int] | None:
 
 
 def _listing(path: str) -> str | None:
-    """The directory's entries: names, kinds, and where symlinks point (the cache excluded)."""
-    entries = []
+    """The directory (its inode) and its entries: names, kinds, where symlinks point and whether
+    something is there (the cache excluded)."""
     try:
+        entries = [f".\0{os.stat(path).st_ino}"]  # the directory itself
         with os.scandir(path) as scan:
             for entry in scan:
                 if entry.name == CACHE_DIR:
@@ -377,10 +379,13 @@ class Recorder:
             self.directories[path] = _listing(path)
 
     def _probe(self, path: str) -> None:
-        """A path only looked at: whether it exists, and what it is, shows in the listing of
-        the nearest directory above it that exists (and in its own, for a directory)."""
-        if os.path.isdir(path):
+        """A path only looked at. A real directory is known by its own listing (which holds its
+        inode: a directory put in its place differs). Otherwise whether it exists, and what it
+        is, shows in the listing of the nearest directory above it that exists: not for a real
+        directory, whose parent (above the project, often) may change all the time."""
+        if os.path.isdir(path) and not os.path.islink(path):
             self._directory(path)
+            return
         parent = os.path.dirname(path)
         while parent != os.path.dirname(parent) and not os.path.isdir(parent):
             parent = os.path.dirname(parent)
@@ -416,12 +421,12 @@ class Recorder:
                 return
             from pathlib import Path
 
-            from sessionfix.cache import write_json
+            from sessionfix.cache import prune, write_json
 
             record = {"format": FORMAT, "code": code, "output": self.output, "files": self.files,
                       "directories": self.directories, "commands": self.commands}
             write_json(Path(home, CACHE_DIR), Path(_record_path(home, self.key)), record)
-            _prune(os.path.join(home, CACHE_DIR))
+            prune(Path(home, CACHE_DIR), "run-*.json", _KEEP)
         except Exception:
             pass
         finally:
@@ -430,20 +435,12 @@ class Recorder:
     def _installation(self) -> None:
         """What the run ran on: every loaded module's file, and every file of sessionfix (rules
         a run answered by the cache never imports)."""
-        import importlib.util
-
         for module in list(sys.modules.values()):
             name = getattr(module, "__file__", None)
             if isinstance(name, str):
                 self._file(os.path.abspath(name))
-        spec = importlib.util.find_spec("sessionfix.codemods")  # codemods/ may live apart (editable)
-        packages = {os.path.dirname(os.path.abspath(__file__)), *(spec.submodule_search_locations or [] if spec else [])}
-        for package in sorted(packages):
-            for current, subdirectories, names in os.walk(package):
-                subdirectories[:] = [d for d in subdirectories if d != "__pycache__"]
-                for name in names:
-                    if name.endswith(".py"):
-                        self._file(os.path.join(current, name))
+        for path in own_files():
+            self._file(path)
 
     def _between(self, cwd: str, home: str) -> None:
         """Directories from here up to the project root: a pyproject.toml appearing in one of
@@ -454,11 +451,16 @@ class Recorder:
                 return
 
 
-def _prune(directory: str) -> None:
-    records = [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith("run-") and n.endswith(".json")]
-    records.sort(key=lambda p: os.stat(p).st_mtime_ns, reverse=True)
-    for old in records[_KEEP:]:
-        try:
-            os.unlink(old)
-        except OSError:
-            pass
+def own_files() -> list[str]:
+    """Every Python file of sessionfix as installed, rules included (codemods/ may live apart,
+    in an editable install). Finding codemods imports only the light parent package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sessionfix.codemods")
+    packages = {os.path.dirname(os.path.abspath(__file__)), *((spec.submodule_search_locations or []) if spec else [])}
+    found = []
+    for package in sorted(packages):
+        for current, subdirectories, names in os.walk(package):
+            subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+            found.extend(os.path.join(current, name) for name in sorted(names) if name.endswith(".py"))
+    return found

@@ -139,6 +139,15 @@ def test_a_change_to_what_the_run_consulted_means_a_full_run(aged: Path, change:
     assert _same(after, _truth(aged)) and after.stdout != recorded.stdout
 
 
+def test_what_happens_beside_the_project_does_not_matter(aged: Path) -> None:
+    """The project's parent directory (often /tmp or a home directory) changes all the time."""
+    _diff(aged)
+    assert _diff(aged)[0] == "replayed"
+    (aged.parent / "unrelated.txt").write_text("x\n")
+    how, again = _diff(aged)
+    assert how == "replayed" and _same(again, _truth(aged))
+
+
 def test_the_environment_and_arguments_are_part_of_the_key(aged: Path) -> None:
     base = dict(os.environ)  # explicit: the C-level environment can hold more than os.environ
     _diff(aged, env=base)
