@@ -353,8 +353,9 @@ class Recorder:
             if isinstance(path, int) or path is None:
                 return
             path = os.path.abspath(os.fsdecode(path))
-            if path.startswith(_UNWATCHED) or CACHE_DIR in (os.path.basename(path), os.path.basename(os.path.dirname(path))):
-                return  # the cache directory and its files (never a project above a directory of that name)
+            if path.startswith(_UNWATCHED) or CACHE_DIR in (os.path.basename(path),
+                                                            os.path.basename(os.path.dirname(path))):
+                return  # the cache directory and its files (not a project below a directory so named)
             if event == "open":
                 self._file(path)
             elif event == PROBE:
@@ -379,10 +380,10 @@ class Recorder:
             self.directories[path] = _listing(path)
 
     def _probe(self, path: str) -> None:
-        """A path only looked at. A real directory is known by its own listing (which holds its
-        inode: a directory put in its place differs). Otherwise whether it exists, and what it
-        is, shows in the listing of the nearest directory above it that exists: not for a real
-        directory, whose parent (above the project, often) may change all the time."""
+        """A path only looked at. A real directory is known by its own listing, which holds its
+        inode (a directory put in its place differs); its parent, often above the project, may
+        change all the time and is left out. Anything else shows in the listing of the nearest
+        existing directory above it: whether it exists, and what it is."""
         if os.path.isdir(path) and not os.path.islink(path):
             self._directory(path)
             return
