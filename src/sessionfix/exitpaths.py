@@ -25,6 +25,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.index import ModuleInfo, ProjectIndex, resolve_relative, dotted_name
+from sessionfix.metadata import Wrapper
 from sessionfix.model import Fact, HelperSemantics
 
 Action = Literal["commit", "rollback", "close"]
@@ -62,7 +63,7 @@ class ModuleView:
     def read(cls, index: ProjectIndex, info: ModuleInfo) -> ModuleView:
         """Metadata for a project module the index has parsed (its tree, not a copy)."""
         assert info.tree is not None and info.path is not None
-        wrapper = MetadataWrapper(info.tree, unsafe_skip_copy=True)
+        wrapper = Wrapper(info.tree, unsafe_skip_copy=True)
         package = info.name if info.is_package else info.name.rpartition(".")[0]
         return cls(index, info, info.tree, package, index.display(info.path), _Metadata(wrapper))
 

@@ -263,11 +263,10 @@ class ProjectIndex:
         except (SourceError, OSError):
             info.open = True  # unreadable: claim nothing about it
             return
-        import libcst as cst
-
+        from sessionfix.metadata import Wrapper
         from sessionfix.toplevel import TopLevelNames
 
-        wrapper = cst.MetadataWrapper(tree, unsafe_skip_copy=True)
+        wrapper = Wrapper(tree, unsafe_skip_copy=True)
         collector = TopLevelNames(package)
         wrapper.visit(collector)
         info.names = collector.names

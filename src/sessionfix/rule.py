@@ -33,6 +33,7 @@ from libcst.metadata import (
 
 from sessionfix.config import Settings, declared_dependencies, load_config
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
+from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
 from sessionfix.needs import PrefilterNeeds
 
@@ -366,7 +367,7 @@ def _parents_after(module: cst.Module, before: Mapping[cst.CSTNode, cst.CSTNode]
     return parents
 
 
-class TreeWrapper(cst.MetadataWrapper):
+class TreeWrapper(Wrapper):
     """The runner's wrapper: it also keeps the tree's `node_index` for every rule to share, and
     works out parents from those of the tree it was rewritten from (`derived_from`)."""
 
@@ -411,6 +412,12 @@ class TopImportsVisitor(AddImportsVisitor):
     def on_visit(self, node: cst.CSTNode) -> bool:
         super().on_visit(node)
         return isinstance(node, (cst.Module, cst.SimpleStatementLine))
+
+
+#: rule classes with no `@m.visit`/`@m.leave`/`@m.call_if_inside` methods. libcst looks for
+#: those on every new instance (a walk over dir() that cost a rule 6 ms per file); a class
+#: found to have none the first time skips the search after that.
+_UNDECORATED: set[type] = set()
 
 
 class Rule(BindingMixin, VisitorBasedCodemodCommand):
@@ -468,7 +475,13 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         self.origin: cst.MetadataWrapper | None = None
         #: `node_index` of a tree whose wrapper cannot keep it (under libcst.tool)
         self._own_index: tuple[cst.MetadataWrapper, dict[type, list[cst.CSTNode]]] | None = None
+        if type(self) in _UNDECORATED:
+            Codemod.__init__(self, context)  # what ContextAwareTransformer does, minus the search
+            self._extra_visit_funcs, self._extra_leave_funcs, self._matchers = {}, {}, {}
+            return
         super().__init__(context)
+        if not (self._extra_visit_funcs or self._extra_leave_funcs or self._matchers):
+            _UNDECORATED.add(type(self))
 
     def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
         if transform is AddImportsVisitor:  # it needs no metadata: no wrapper, no copy of the tree

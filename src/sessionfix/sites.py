@@ -16,6 +16,7 @@ import libcst.matchers as m
 from libcst.metadata import ParentNodeProvider, PositionProvider, QualifiedNameProvider, QualifiedNameSource
 
 from sessionfix.config import Settings
+from sessionfix.metadata import Wrapper
 from sessionfix.index import ASYNC_SESSIONMAKERS, SESSIONMAKERS, ProjectIndex, resolve_relative, dotted_name
 
 #: SQLAlchemy's session classes, as imports spell them
@@ -340,7 +341,7 @@ def collect_sites(tree: cst.Module, project: ProjectIndex, settings: Settings,
                   module: str, package: str) -> SessionSites:
     """Every session site in `tree` (`.sites`), the session names it imports, its other imports."""
     visitor = SessionSites(project, settings, module, package)
-    cst.MetadataWrapper(tree, unsafe_skip_copy=True).visit(visitor)
+    Wrapper(tree, unsafe_skip_copy=True).visit(visitor)
     return visitor
 
 

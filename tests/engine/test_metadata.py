@@ -16,9 +16,10 @@ import libcst.matchers as m
 import pytest
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, QualifiedNameProvider
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
-from sessionfix.rule import FastParentNodeProvider, Rule, TopImportsVisitor, TreeWrapper, node_index
+from sessionfix.metadata import Wrapper
+from sessionfix.rule import _UNDECORATED, FastParentNodeProvider, Rule, TopImportsVisitor, TreeWrapper, node_index
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted([*REPO.glob("src/sessionfix/*.py"), *REPO.glob("codemods/*.py"), *REPO.glob("examples/**/*.py")])
@@ -109,3 +110,37 @@ def test_top_imports_visitor_matches_add_imports_visitor(source: str) -> None:
         return visitor(context).transform_module(module).code
 
     assert run(TopImportsVisitor) == run(AddImportsVisitor)
+
+
+@pytest.mark.parametrize("path", SOURCES[:12], ids=lambda p: p.relative_to(REPO).as_posix())
+def test_wrapper_gives_libcsts_answers_and_walks_only_for_a_batch(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = cst.parse_module(path.read_bytes())
+    expected = MetadataWrapper(module, unsafe_skip_copy=True)
+    wrapper = Wrapper(module, unsafe_skip_copy=True)
+    batches: list[int] = []
+    real = Wrapper.visit_batched
+    monkeypatch.setattr(Wrapper, "visit_batched", lambda self, visitors: batches.append(len(list(visitors))) or real(self, visitors))
+    assert dict(wrapper.resolve(PositionProvider)) == dict(expected.resolve(PositionProvider))
+    assert dict(wrapper.resolve(FastParentNodeProvider)) == dict(expected.resolve(ParentNodeProvider))
+    assert batches == []  # neither is batchable: no walk with nothing to compute in it
+    scopes = wrapper.resolve(ScopeProvider)  # batchable, after its own batchable dependency
+    assert batches == [1, 1]
+    assert {type(s).__name__ for s in scopes.values()} == {type(s).__name__ for s in expected.resolve(ScopeProvider).values()}
+
+
+def test_a_rule_searches_for_matcher_decorated_methods_once_per_class() -> None:
+    code = "def f():\n    g(1)\n    h(2)\n"
+    seen: list[str] = []
+
+    class Decorated(_Probe):
+        @m.visit(m.Call(func=m.Name("g")))
+        def _g(self, node: cst.Call) -> None:
+            seen.append("g")
+
+    for _ in range(2):  # the second instance of each class takes what the first one found
+        _Probe(CodemodContext()).transform_module(cst.parse_module(code))
+        Decorated(CodemodContext()).transform_module(cst.parse_module(code))
+    assert seen == ["g", "g"]
+    plain = _Probe(CodemodContext())
+    assert (plain._extra_visit_funcs, plain._extra_leave_funcs, plain._matchers) == ({}, {}, {})
+    assert _Probe in _UNDECORATED and Decorated not in _UNDECORATED
