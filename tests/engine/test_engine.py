@@ -76,6 +76,25 @@ def test_chunks_keep_order_and_give_heavy_files_their_own() -> None:
     assert all(part == [job] for part in chunks for job in part if job in heavy)
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_processing_collects_rarely_and_leaves_the_collector_as_it_was(tree: Path, jobs: int) -> None:
+    import gc
+
+    from sessionfix.parallel import COLLECT_AFTER
+
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    run = prepare([tree], {})
+    run.jobs, run.prefilter = jobs, True
+    results = run.process()
+    next(results)
+    assert gc.get_threshold()[0] == COLLECT_AFTER and gc.get_freeze_count() > 0
+    results.close()  # a caller that stops early (an error, Ctrl-C) restores it too
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+    _, again = _run(tree, cache=False, jobs=jobs)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before[:2]
+    assert sum(1 for key in again if key[3] is not None) == 3  # the three jobs_N.py files
+
+
 def test_diff_output_is_identical_for_any_jobs(tree: Path) -> None:
     runner = CliRunner()
     outputs = [runner.invoke(app, ["diff", str(tree), "--no-cache", "--jobs", jobs, "--format", "json"]).stdout
