@@ -467,14 +467,15 @@ class References:
                     self.other.add(node.name)  # type: ignore[attr-defined]
             elif kind is ast.MatchMapping and node.rest:  # type: ignore[attr-defined]
                 self.other.add(node.rest)  # type: ignore[attr-defined]
+            fields = _ANNOTATED.get(kind, ())
             for field in node._fields:
                 value = getattr(node, field)
                 if isinstance(value, list):
                     for item in value:
-                        if isinstance(item, ast.AST) and type(item) not in _LEAVES:
+                        if type(item) not in _LEAVES and isinstance(item, ast.AST):
                             push((item, annotated))
-                elif isinstance(value, ast.AST) and type(value) not in _LEAVES:
-                    push((value, annotated or _is_annotation(kind, field, value)))
+                elif type(value) not in _LEAVES and isinstance(value, ast.AST):
+                    push((value, annotated or (field in fields and _calls_nothing(value))))
 
     def _import_from(self, node: ast.ImportFrom, package: str) -> None:
         module = resolve_relative(node.level, node.module, package)
@@ -505,13 +506,14 @@ _LEAVES = frozenset({ast.Load, ast.Store, ast.Del, ast.Constant, ast.Pass, ast.B
                      *ast.operator.__subclasses__(), *ast.boolop.__subclasses__(), *ast.unaryop.__subclasses__(),
                      *ast.cmpop.__subclasses__()})
 
-_ANNOTATION_FIELDS = {(ast.arg, "annotation"), (ast.FunctionDef, "returns"), (ast.AsyncFunctionDef, "returns"),
-                      (ast.AnnAssign, "annotation")}
+#: node type -> its fields that hold an annotation
+_ANNOTATED = {ast.arg: ("annotation",), ast.FunctionDef: ("returns",), ast.AsyncFunctionDef: ("returns",),
+              ast.AnnAssign: ("annotation",)}
 
 
-def _is_annotation(kind: type, field: str, value: ast.AST) -> bool:
+def _calls_nothing(annotation: ast.AST) -> bool:
     """An annotation that calls nothing (a call there runs, and could be a site)."""
-    return (kind, field) in _ANNOTATION_FIELDS and not any(isinstance(n, ast.Call) for n in ast.walk(value))
+    return not any(isinstance(n, ast.Call) for n in ast.walk(annotation))
 
 
 def _last(dotted: str) -> bytes:

@@ -271,6 +271,19 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
+#: what a field's value is, by its type: a node, a sequence (of nodes, maybe), or neither.
+#: Asked per value with isinstance, CSTNode being an ABC made that check most of a walk's time.
+_NODE, _SEQUENCE, _OTHER = 1, 2, 3  # all true: `kinds.get(t) or _kind(t)`
+_KINDS: dict[type, int] = {}
+
+
+def _kind(value_type: type) -> int:
+    kind = _KINDS.get(value_type)
+    if kind is None:
+        kind = _KINDS[value_type] = (_NODE if issubclass(value_type, cst.CSTNode)
+                                     else _SEQUENCE if issubclass(value_type, (list, tuple)) else _OTHER)
+    return kind
+
 
 def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], bool | None],
                 enter: Callable[[cst.CSTNode], bool] | None = None) -> bool:
@@ -279,7 +292,7 @@ def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], 
     of its own. Stop early when `found` returns True."""
     stack: list[cst.CSTNode] = [module]
     push, pop = stack.append, stack.pop
-    fields, node_type, sequence = _FIELDS, cst.CSTNode, (list, tuple)
+    fields, kinds = _FIELDS, _KINDS
     while stack:
         node = pop()
         names = fields.get(type(node))
@@ -287,8 +300,11 @@ def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], 
             names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
         for name in names:
             value = getattr(node, name)
-            for child in (value,) if isinstance(value, node_type) else value if isinstance(value, sequence) else ():
-                if isinstance(child, node_type):
+            kind = kinds.get(type(value)) or _kind(type(value))
+            if kind == _OTHER:
+                continue
+            for child in (value,) if kind == _NODE else value:
+                if (kinds.get(type(child)) or _kind(type(child))) == _NODE:
                     if found(child, node):
                         return True
                     if enter is None or enter(child):
@@ -342,18 +358,22 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
     `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
     index: dict[type, list[cst.CSTNode]] = {}
     stack: list[cst.CSTNode] = [module]
-    node_type, sequence = cst.CSTNode, (list, tuple)
+    kinds = _KINDS
     while stack:
         node = stack.pop()
         kind = type(node)
-        index.setdefault(kind, []).append(node)
+        found = index.get(kind)
+        if found is None:
+            found = index[kind] = []
+        found.append(node)
         children: list[cst.CSTNode] = []
         for name in _VISIT_ORDER.get(kind) or _visit_fields(kind):
             value = getattr(node, name)
-            if isinstance(value, node_type):
+            held = kinds.get(type(value)) or _kind(type(value))
+            if held == _NODE:
                 children.append(value)
-            elif isinstance(value, sequence):
-                children.extend(item for item in value if isinstance(item, node_type))
+            elif held == _SEQUENCE:
+                children.extend(item for item in value if (kinds.get(type(item)) or _kind(type(item))) == _NODE)
         stack.extend(reversed(children))
     return index
 
