@@ -3,7 +3,8 @@
 Names are resolved the way Python's import system would resolve them, never matched as text:
 a package shadows a module of the same name, re-exports and simple aliases are followed, and a
 module counts as missing only when neither the project nor the environment can supply it.
-Modules are read on demand, with the newest grammar libcst knows, and never imported.
+Modules are read on demand and never imported: their names with Python's own `ast`, libcst's
+(newest) grammar serving where `ast` cannot, and libcst's tree only when something asks for it.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import importlib.machinery
 import os
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Literal
 
 from sessionfix.errors import UserError
 from sessionfix.replay import PROBE
-from sessionfix.source import SourceError, read_python
+from sessionfix.source import SourceError, parse
 
 if TYPE_CHECKING:
     import libcst as cst
@@ -48,6 +50,12 @@ class Binding:
     call: str | None = None
 
 
+class _Unparsed(Enum):
+    """A tree not asked for yet (an Enum member, so it is still itself after pickling)."""
+
+    UNPARSED = "unparsed"
+
+
 @dataclass
 class ModuleInfo:
     name: str
@@ -57,7 +65,23 @@ class ModuleInfo:
     names: dict[str, Binding] = field(default_factory=dict)
     #: a star import or a module __getattr__: names we cannot see may exist
     open: bool = False
-    tree: cst.Module | None = None
+    #: the bytes `names` were read from, kept for `tree` until it is asked for
+    raw: bytes | None = field(default=None, repr=False)
+    _tree: cst.Module | None | _Unparsed = field(default=_Unparsed.UNPARSED, repr=False, compare=False)
+
+    @property
+    def tree(self) -> cst.Module | None:
+        """The module as libcst parses it (None: it cannot), parsed once, on first use: the
+        index reads every module it consults, and few of them are ever looked at closer."""
+        if self._tree is _Unparsed.UNPARSED:
+            self._tree = None
+            if self.raw is not None:
+                try:
+                    self._tree = parse(self.raw)
+                except SourceError:
+                    pass
+            self.raw = None
+        return self._tree
 
 
 @dataclass(frozen=True)
@@ -257,11 +281,30 @@ class ProjectIndex:
         return info
 
     def _read_names(self, info: ModuleInfo, file: Path) -> None:
+        """Fill `info.names` and `info.open` from `ast`, leaving libcst's tree for later (see
+        `sessionfix.toplevel_ast`); with libcst when `ast` cannot give the same answer."""
         package = info.name if info.is_package else info.name.rpartition(".")[0]
         try:
-            tree = read_python(file).tree
-        except (SourceError, OSError):
+            raw = file.read_bytes()
+        except OSError:
             info.open = True  # unreadable: claim nothing about it
+            return
+        from sessionfix.toplevel_ast import top_level_names
+
+        found = top_level_names(raw, package)
+        if found is None:
+            self._read_names_with_libcst(info, raw, package)
+            return
+        info.names, info.open = found
+        info.raw = raw
+
+    @staticmethod
+    def _read_names_with_libcst(info: ModuleInfo, raw: bytes, package: str) -> None:
+        try:
+            tree = parse(raw)
+        except SourceError:
+            info.open = True  # unparsable: claim nothing about it
+            info._tree = None
             return
         from sessionfix.metadata import Wrapper
         from sessionfix.toplevel import TopLevelNames
@@ -271,7 +314,7 @@ class ProjectIndex:
         wrapper.visit(collector)
         info.names = collector.names
         info.open = collector.open
-        info.tree = tree
+        info._tree = tree
 
     def status(self, name: str) -> Status:
         info = self.module(name)

@@ -1,5 +1,6 @@
 """Reading the names a module binds at top level, for the project index (needs libcst, so
-`sessionfix.index` imports it only when it reads a module)."""
+`sessionfix.index` imports it only for a module `sessionfix.toplevel_ast`, which gives the same
+answer from Python's `ast`, cannot read)."""
 
 from __future__ import annotations
 
