@@ -124,6 +124,12 @@ def chunk(jobs: Sequence[Job], size: int, heavy: Callable[[Job], bool]) -> list[
 COLLECT_AFTER = 50_000
 
 
+#: how many `collecting_rarely` blocks are open (runs may overlap: only the first one in sets
+#: the collector up, and only the last one out puts it back)
+_rarely = 0
+_saved: tuple[tuple[int, ...], bool] = ((), False)
+
+
 @contextlib.contextmanager
 def collecting_rarely() -> Iterator[None]:
     """Fewer garbage collections while files are processed, and none over what exists already.
@@ -132,15 +138,28 @@ def collecting_rarely() -> Iterator[None]:
     thresholds the collector kept walking every object alive: 15% of a cold run's CPU time (as
     in mypy, which raises its thresholds for the same reason). Objects that exist before the
     workers fork are frozen, so no worker walks (and so copies) the parent's memory either.
+    A host that froze objects of its own, or turned collection off by a zero threshold, keeps
+    its settings: nothing is frozen or unfrozen for it, and its threshold is left alone.
     """
-    threshold = gc.get_threshold()
-    gc.set_threshold(COLLECT_AFTER, max(threshold[1], 20), max(threshold[2], 20))
-    gc.freeze()
+    global _rarely, _saved
+    if _rarely == 0:
+        threshold = gc.get_threshold()
+        freeze = gc.get_freeze_count() == 0
+        _saved = (threshold, freeze)
+        if threshold[0] != 0:
+            gc.set_threshold(max(COLLECT_AFTER, threshold[0]), max(threshold[1], 20), max(threshold[2], 20))
+        if freeze:
+            gc.freeze()
+    _rarely += 1
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
+        _rarely -= 1
+        if _rarely == 0:
+            threshold, freeze = _saved
+            if freeze:
+                gc.unfreeze()
+            gc.set_threshold(*threshold)
 
 
 def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int,

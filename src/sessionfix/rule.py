@@ -13,6 +13,7 @@ import functools
 import inspect
 import re
 import textwrap
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -436,8 +437,9 @@ class TopImportsVisitor(AddImportsVisitor):
 
 #: rule classes with no `@m.visit`/`@m.leave`/`@m.call_if_inside` methods. libcst looks for
 #: those on every new instance (a walk over dir() that cost a rule 6 ms per file); a class
-#: found to have none the first time skips the search after that.
-_UNDECORATED: set[type] = set()
+#: found to have none the first time skips the search after that, so such methods belong in
+#: the class body (a decorated method attached to the class later would go unseen).
+_UNDECORATED: weakref.WeakSet[type] = weakref.WeakSet()
 
 
 class Rule(BindingMixin, VisitorBasedCodemodCommand):

@@ -2,9 +2,11 @@
 
 The project index reads every module it consults; `sessionfix.toplevel.TopLevelNames` needs a
 libcst parse and a positions pass for that, many times the cost of `ast.parse` (which gives line
-numbers for free). This reader gives exactly the visitor's answer (the same names in
-the same order, the same bindings, the same `open`) and never imports libcst; where `ast`
-cannot tell what libcst would see, it answers None and the index asks the visitor instead.
+numbers for free). For every file both can parse, this reader gives exactly the visitor's
+answer (the same names in the same order, the same bindings, the same `open`) and never imports
+libcst; where `ast` cannot tell what libcst would see, it answers None and the index asks the
+visitor instead. A file only Python can parse (`(x): int = 1`, some mixes of tabs and spaces)
+now has its names read, where the visitor, unable to parse it, claimed nothing about it.
 """
 
 from __future__ import annotations

@@ -95,6 +95,41 @@ def test_processing_collects_rarely_and_leaves_the_collector_as_it_was(tree: Pat
     assert sum(1 for key in again if key[3] is not None) == 3  # the three jobs_N.py files
 
 
+def test_overlapping_runs_put_the_collector_back_once_both_are_done(tree: Path) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    first, second = prepare([tree], {}), prepare([tree], {})
+    a, b = first.process(), second.process()
+    next(a)
+    next(b)
+    list(a)  # the first run ends while the second still runs: it keeps the raised threshold
+    assert gc.get_threshold() != before
+    list(b)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+def test_a_hosts_own_collector_settings_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from sessionfix.parallel import collecting_rarely
+
+    before = gc.get_threshold()
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: 18292)  # a host (a pre-fork server) froze its objects
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    with collecting_rarely():
+        pass
+    assert calls == []  # unfreezing would thaw the host's objects too
+    gc.set_threshold(0)  # collection turned off by threshold: not turned back on
+    try:
+        with collecting_rarely():
+            assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
+
+
 def test_diff_output_is_identical_for_any_jobs(tree: Path) -> None:
     runner = CliRunner()
     outputs = [runner.invoke(app, ["diff", str(tree), "--no-cache", "--jobs", jobs, "--format", "json"]).stdout

@@ -407,6 +407,17 @@ def test_unparsable_module_claims_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     assert info.tree is None and len(parsed) == 1
 
 
+def test_a_module_python_reads_but_libcst_cannot_has_its_names(tmp_path: Path) -> None:
+    """A deliberate difference from TopLevelNames, which claimed nothing about such a module:
+    its names are what Python binds, so `from legacy import missing_thing` is known to fail."""
+    raw = b"(counter): int = 0\n\n\ndef helper():\n    pass\n"
+    with pytest.raises(SourceError):
+        parse(raw)
+    info = _index(tmp_path, {"legacy.py": raw}).module("legacy")
+    assert info is not None and info.open is False
+    assert list(info.names) == ["counter", "helper"] and info.tree is None
+
+
 def test_a_tree_libcst_cannot_parse_is_none_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
 
