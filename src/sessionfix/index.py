@@ -156,6 +156,7 @@ class ProjectIndex:
         #: directory -> {entry name: is a directory}, listed once per index (see `_entries`)
         self._listings: dict[Path, dict[str, bool]] = {}
         self._specs: dict[tuple[str, tuple[str, ...]], tuple[bool, tuple[str, ...]]] = {}
+        self._real_dirs: dict[Path, Path] = {}
 
     # -- module names <-> files -------------------------------------------------------------
 
@@ -215,9 +216,19 @@ class ProjectIndex:
             self._listings[directory] = listing
         return listing
 
+    def _resolved(self, path: Path) -> Path:
+        """`path.resolve()`, each directory resolved once per index (module names are asked for
+        every file of the tree, and resolving costs a system call per part of the path)."""
+        if not path.is_absolute() or path.name in ("", ".", "..") or path.is_symlink():
+            return path.resolve()
+        parent = self._real_dirs.get(path.parent)
+        if parent is None:
+            parent = self._real_dirs[path.parent] = path.parent.resolve()
+        return parent / path.name
+
     def module_name_for(self, path: Path) -> tuple[str, str]:
         """(module, package) for a file inside the project; ("", "") outside every root."""
-        path = path.resolve()
+        path = self._resolved(path)
         for root in sorted(self.roots, key=lambda r: len(r.parts), reverse=True):
             try:
                 relative = path.relative_to(root)

@@ -12,13 +12,14 @@ import gc
 import multiprocessing
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter
+from sessionfix.prefilter import Prefilter, occurs
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
@@ -92,6 +93,29 @@ def _initialise(state: WorkState) -> None:
 def _work_chunk(jobs: list[Job]) -> list[Outcome]:
     assert _STATE is not None
     return [work_one(_STATE, job) for job in jobs]
+
+
+def scan_one(path: Path, tokens: Sequence[bytes]) -> tuple[str | None, frozenset[bytes]]:
+    """A file's hash (None: unreadable) and which of `tokens` it holds."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None, frozenset()
+    return digest(raw), frozenset(token for token in tokens if occurs(token, raw))
+
+
+def _scan_chunk(task: tuple[list[Path], Sequence[bytes]]) -> list[tuple[str | None, frozenset[bytes]]]:
+    paths, tokens = task
+    return [scan_one(path, tokens) for path in paths]
+
+
+def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes]]]:
+    """`scan_one` for each path, in order, by `workers` processes (the parent's first pass over a
+    large tree, which it otherwise reads alone while the cores wait)."""
+    size = max(1, min(256, len(paths) // (workers * 8)))
+    tasks = [(list(paths[i:i + size]), tokens) for i in range(0, len(paths), size)]
+    with _context().Pool(min(workers, len(tasks))) as pool:
+        return [found for part in pool.map(_scan_chunk, tasks) for found in part]
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # both import libcst: a run the cache answers never needs the
     from sessionfix.parallel import Outcome
     from sessionfix.rule import Rule
 
+#: from this many files on, a cold run's first pass is shared among its worker processes
+SCAN_IN_PARALLEL = 1000
+
 #: configured names that must resolve before anything is written
 HELPER_OPTIONS = (("sync-context", "sync_context"), ("sync-factory", "sync_factory"),
                   ("async-context", "async_context"))
@@ -92,13 +95,22 @@ class Run:
 
     # -- the first pass ---------------------------------------------------------------------
 
-    def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes], known: Mapping[str, Any] | None = None) -> None:
+    def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes], known: Mapping[str, Any] | None = None,
+              workers: int = 1) -> None:
         """Hash every file and note which tokens it holds; `known` (from `_scan_record`) answers
-        the second for files whose hash it lists, when it was made for the same tokens."""
+        the second for files whose hash it lists, when it was made for the same tokens. With
+        nothing known and `workers` > 1, a large tree is scanned by worker processes (never in
+        the cache's second look, whose reads `sessionfix.replay` must see)."""
         looked = sorted(t.decode("utf-8", "replace") for t in tokens)
         reuse: Mapping[str, Any] = {}
         if isinstance(known, dict) and known.get("tokens") == looked and isinstance(known.get("files"), dict):
             reuse = known["files"]
+        if not reuse and workers > 1 and len(paths) >= SCAN_IN_PARALLEL:
+            from sessionfix.parallel import scan_all
+
+            for path, (hashed, held) in zip(paths, scan_all(paths, tokens, workers)):
+                self._scanned[path] = Scanned(hashed, held)
+            return
         for path in paths:
             try:
                 raw = path.read_bytes()
@@ -148,7 +160,7 @@ class Run:
             prefilter.restore(initial)
         else:
             looked = set(prefilter.tokens)
-            self._scan(files, list(looked))
+            self._scan(files, list(looked), workers=self.jobs)
         while True:
             current = set(prefilter.tokens)
             seeds = {p: self._scanned[p].tokens & current for p in files if self._scanned[p].tokens & current}
@@ -156,7 +168,7 @@ class Run:
                 break
             if not set(prefilter.tokens) <= looked:
                 looked = set(prefilter.tokens)
-                self._scan(files, list(looked))
+                self._scan(files, list(looked), workers=self.jobs)
         self._save_closure(stored_path, {"base": base, "state": prefilter.dump(),
                                          "seeds": self._seed_key(set(prefilter.tokens), files),
                                          "scan": self._scan_record(list(looked)),

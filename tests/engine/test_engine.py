@@ -130,6 +130,23 @@ def test_a_hosts_own_collector_settings_are_kept(monkeypatch: pytest.MonkeyPatch
         gc.set_threshold(*before)
 
 
+def test_the_first_pass_reads_the_same_in_workers(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessionfix.session, "SCAN_IN_PARALLEL", 2)
+    gone = tree / "gone.py"
+    gone.symlink_to(tree / "nowhere.py")  # unreadable
+    tokens = [b"Session", b"requests", b"get_db_session_ctx"]
+    scans = []
+    for workers in (1, 2):
+        run = prepare([tree], {})
+        run._scan([*run.files, gone], tokens, workers=workers)
+        scans.append(dict(run._scanned))
+    assert scans[0] == scans[1]
+    assert scans[1][gone].digest is None and scans[1][tree / "plain_0.py"].tokens == {b"requests", b"Session"}
+    _, one = _run(tree, cache=False, jobs=1)
+    _, two = _run(tree, cache=False, jobs=2)
+    assert one == two
+
+
 def test_diff_output_is_identical_for_any_jobs(tree: Path) -> None:
     runner = CliRunner()
     outputs = [runner.invoke(app, ["diff", str(tree), "--no-cache", "--jobs", jobs, "--format", "json"]).stdout

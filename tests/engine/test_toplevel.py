@@ -462,3 +462,17 @@ def test_syntax_the_interpreter_rejects_still_reads_through_libcst(tmp_path: Pat
         pytest.skip("this Python parses PEP 701 f-strings")
     info = _index(tmp_path, {"mod.py": raw}).module("mod")
     assert info is not None and list(info.names.items()) == _visitor(raw, "")[0] and info.tree is not None
+
+
+def test_module_names_resolve_paths_as_path_resolve_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Module names are asked for every file; directories are resolved once per index."""
+    index = _index(tmp_path, {"pkg/__init__.py": b"", "pkg/mod.py": b"x = 1\n", "outside/real.py": b""})
+    root = index.root
+    (root / "pkg" / "linked.py").symlink_to(root / "outside" / "real.py")  # a linked file: its target
+    (root / "alias").symlink_to(root / "pkg")  # a linked directory
+    monkeypatch.chdir(root)
+    for path in [root / "pkg" / "mod.py", root / "pkg" / "linked.py", root / "alias" / "mod.py",
+                 root / "pkg" / ".." / "pkg" / "mod.py", Path("pkg/mod.py"), root / "pkg" / "missing.py"]:
+        assert index._resolved(path) == path.resolve(), path
+    assert index.module_name_for(root / "alias" / "mod.py") == ("pkg.mod", "pkg")
+    assert index.module_name_for(root / "pkg" / "linked.py") == ("outside.real", "outside")
