@@ -13,16 +13,18 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
 from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, occurs
+from sessionfix.prefilter import Prefilter, may_bind, occurs
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
+
+_R = TypeVar("_R")
 
 
 @dataclass
@@ -109,13 +111,29 @@ def _scan_chunk(task: tuple[list[Path], Sequence[bytes]]) -> list[tuple[str | No
     return [scan_one(path, tokens) for path in paths]
 
 
-def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes]]]:
-    """`scan_one` for each path, in order, by `workers` processes (the parent's first pass over a
-    large tree, which it otherwise reads alone while the cores wait)."""
+def _may_bind_chunk(task: tuple[list[Path], frozenset[bytes]]) -> list[bool]:
+    paths, tokens = task
+    return [may_bind(path, tokens) for path in paths]
+
+
+def _in_workers(work: Callable[[tuple[list[Path], Any]], list[_R]], paths: Sequence[Path], extra: Any,
+                workers: int) -> list[_R]:
+    """`work` over chunks of `paths` (each with `extra`) by `workers` processes, in order: the
+    parent's passes over a large tree, which it otherwise makes alone while the cores wait."""
     size = max(1, min(256, len(paths) // (workers * 8)))
-    tasks = [(list(paths[i:i + size]), tokens) for i in range(0, len(paths), size)]
+    tasks = [(list(paths[i:i + size]), extra) for i in range(0, len(paths), size)]
     with _context().Pool(min(workers, len(tasks))) as pool:
-        return [found for part in pool.map(_scan_chunk, tasks) for found in part]
+        return [found for part in pool.map(work, tasks) for found in part]
+
+
+def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes]]]:
+    """`scan_one` for each path, in order, by `workers` processes."""
+    return _in_workers(_scan_chunk, paths, tokens, workers)
+
+
+def may_bind_all(paths: Sequence[Path], tokens: frozenset[bytes], workers: int) -> list[bool]:
+    """`prefilter.may_bind` for each path, in order, by `workers` processes."""
+    return _in_workers(_may_bind_chunk, paths, tokens, workers)
 
 
 def _context() -> multiprocessing.context.BaseContext:

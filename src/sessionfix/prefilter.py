@@ -25,7 +25,7 @@ import re
 import tokenize
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex, resolve_relative
@@ -384,6 +384,31 @@ def _bindings(statement: ast.stmt) -> list[tuple[str, set[str]]]:
     return []
 
 
+def may_bind(path: Path, tokens: Collection[bytes]) -> bool:
+    """Can this module bind a name the index would map to a target under a new spelling?
+
+    Read with Python's own (fast) parser, as a superset of what the index records: a binding
+    counts when its name is no known spelling (`tokens`) and its statement mentions one.
+    Anything the parser cannot read goes to the index.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return True
+    if ascii_readable(raw) and _no_binding_mentions(raw, tokens):
+        return False  # most seeds: the spellings are in functions and plain imports
+    try:
+        tree = ast.parse(raw)
+    except (SyntaxError, ValueError, RecursionError):
+        return True
+    spelled = {token.decode("utf-8", "replace") for token in tokens}
+    for statement in _module_statements(tree):
+        for bound, source in _bindings(statement):
+            if bound not in spelled and source & spelled:
+                return True
+    return False
+
+
 def _mentions(nodes: Sequence[ast.AST]) -> set[str]:
     """Every identifier in `nodes`, as names and as attributes."""
     found: set[str] = set()
@@ -581,12 +606,20 @@ class Prefilter:
 
     # -- the re-export closure -------------------------------------------------------------
 
-    def close_over(self, seeds: Mapping[Path, frozenset[bytes]]) -> bool:
+    def close_over(self, seeds: Mapping[Path, frozenset[bytes]],
+                   may_bind_all: Callable[[Sequence[Path], frozenset[bytes]], list[bool]] | None = None) -> bool:
         """Learn the names the seed modules (files holding a token, with the tokens they hold)
-        define or re-export for a rule; True when a new spelling or rule was added."""
+        define or re-export for a rule; True when a new spelling or rule was added.
+
+        `may_bind_all` answers `may_bind` for many files at once (in worker processes); its
+        answers stand while the tokens are the ones they were given, which is nearly always.
+        """
         added = False
+        tokens = frozenset(self.tokens)
+        answers = dict(zip(seeds, may_bind_all(list(seeds), tokens))) if may_bind_all is not None else {}
         for path, held in seeds.items():
-            if not self._may_bind(path):
+            known = answers.get(path) if len(self.tokens) == len(tokens) else None  # tokens only grow
+            if not (self._may_bind(path) if known is None else known):
                 continue
             module, _ = self.project.module_name_for(path)
             info = self.project.module(module) if module else None
@@ -627,28 +660,7 @@ class Prefilter:
         return marks
 
     def _may_bind(self, path: Path) -> bool:
-        """Can this module bind a name the index would map to a target under a new spelling?
-
-        Read with Python's own (fast) parser, as a superset of what the index records: a binding
-        counts when its name is no known spelling and its statement mentions one. Anything the
-        parser cannot read goes to the index.
-        """
-        try:
-            raw = path.read_bytes()
-        except OSError:
-            return True
-        if ascii_readable(raw) and _no_binding_mentions(raw, self.tokens):
-            return False  # most seeds: the spellings are in functions and plain imports
-        try:
-            tree = ast.parse(raw)
-        except (SyntaxError, ValueError, RecursionError):
-            return True
-        spelled = {token.decode("utf-8", "replace") for token in self.tokens}
-        for statement in _module_statements(tree):
-            for bound, source in _bindings(statement):
-                if bound not in spelled and source & spelled:
-                    return True
-        return False
+        return may_bind(path, self.tokens)
 
     def fingerprint(self) -> str:
         """A stable text form of what the prefilter looks for (part of every cache key)."""

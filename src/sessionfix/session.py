@@ -164,7 +164,7 @@ class Run:
         while True:
             current = set(prefilter.tokens)
             seeds = {p: self._scanned[p].tokens & current for p in files if self._scanned[p].tokens & current}
-            if not prefilter.close_over(seeds):
+            if not prefilter.close_over(seeds, self._may_bind_all(len(seeds))):
                 break
             if not set(prefilter.tokens) <= looked:
                 looked = set(prefilter.tokens)
@@ -173,6 +173,14 @@ class Run:
                                          "seeds": self._seed_key(set(prefilter.tokens), files),
                                          "scan": self._scan_record(list(looked)),
                                          "light": self._light_key(), "fingerprint": prefilter.fingerprint()})
+
+    def _may_bind_all(self, seeds: int) -> Callable[[Sequence[Path], frozenset[bytes]], list[bool]] | None:
+        """The closure's look at many seed modules, shared among the worker processes."""
+        if self.jobs <= 1 or seeds < SCAN_IN_PARALLEL // 4:
+            return None
+        from sessionfix.parallel import may_bind_all
+
+        return lambda paths, tokens: may_bind_all(paths, tokens, self.jobs)
 
     def _save_closure(self, path: Path, data: dict[str, Any]) -> None:
         if not self.use_cache:

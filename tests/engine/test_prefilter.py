@@ -479,3 +479,49 @@ def test_a_file_that_can_meet_no_second_condition_is_not_parsed(tmp_path: Path, 
     gather_only = (root / "gather_only.py").read_bytes()
     assert gather_only not in parsed
     assert _chosen(root, "gather_param.py") == {"SF013"} and (root / "gather_param.py").read_bytes() in parsed
+
+
+CHAIN = {
+    "a.py": "from core.db import get_session as fetch\n",
+    "c.py": "from core.db import get_session\nfrom a import fetch as grab\n",  # a spelling `a` adds
+    "user.py": "from c import grab\n\n\ndef f():\n    s = grab()\n    s.close()\n",
+}
+
+
+def _closure(root: Path, jobs: int) -> str:
+    from sessionfix.prefilter import Prefilter
+
+    config = load_config(root)
+    run = Run(config, config.settings, ProjectIndex(root), discover([root], root), RULES, prefilter=True,
+              targets=[root], jobs=jobs)
+    prefilter = Prefilter(run.rules, run.settings, run.project)
+    run._close(prefilter)
+    return prefilter.fingerprint()
+
+
+@pytest.mark.parametrize("files", [REFERENCES, CHAIN], ids=["references", "chain"])
+def test_the_closure_is_the_same_when_workers_read_the_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             files: dict[str, str]) -> None:
+    import sessionfix.session
+
+    monkeypatch.setattr(sessionfix.session, "SCAN_IN_PARALLEL", 4)  # so the small project is shared out
+    root = write_project(tmp_path, None, **{n.replace("/", "__"): t for n, t in files.items()})
+    alone = _closure(root, 1)
+    assert _closure(root, 2) == alone
+    assert files is REFERENCES or '"grab"' in alone  # the chain is followed to its end
+
+
+def test_answers_for_other_tokens_are_not_used(tmp_path: Path) -> None:
+    """Once a seed adds a spelling, the workers' answers (made for the old tokens) are set aside."""
+    from sessionfix.prefilter import Prefilter
+
+    root = write_project(tmp_path, None, **CHAIN)
+    config = load_config(root)
+    prefilter = Prefilter(RULES, config.settings, ProjectIndex(root))
+    seeds = {root / "a.py": frozenset({b"get_session"}), root / "c.py": frozenset({b"get_session"})}
+    asked: list[Path] = []
+    real = prefilter._may_bind
+    prefilter._may_bind = lambda path: asked.append(path) or real(path)  # type: ignore[method-assign]
+    assert prefilter.close_over(seeds, lambda paths, tokens: [True, False])
+    assert asked == [root / "c.py"]  # a.py added `fetch`: c.py is looked at again, and binds `grab`
+    assert b"grab" in prefilter.tokens
