@@ -218,8 +218,13 @@ class ProjectIndex:
 
     def _resolved(self, path: Path) -> Path:
         """`path.resolve()`, each directory resolved once per index (module names are asked for
-        every file of the tree, and resolving costs a system call per part of the path)."""
-        if not path.is_absolute() or path.name in ("", ".", "..") or path.is_symlink():
+        every file of the tree, and resolving costs a system call per part of the path). Like
+        the index's other memos, it holds for one run: a directory replaced meanwhile is not seen."""
+        try:
+            linked = path.is_symlink()
+        except OSError:  # a name too long, a directory without search permission: as resolve() says
+            linked = True
+        if not path.is_absolute() or path.name in ("", ".", "..") or linked:
             return path.resolve()
         parent = self._real_dirs.get(path.parent)
         if parent is None:

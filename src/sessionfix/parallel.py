@@ -120,6 +120,8 @@ def _in_workers(work: Callable[[tuple[list[Path], Any]], list[_R]], paths: Seque
                 workers: int) -> list[_R]:
     """`work` over chunks of `paths` (each with `extra`) by `workers` processes, in order: the
     parent's passes over a large tree, which it otherwise makes alone while the cores wait."""
+    if not paths:
+        return []
     size = max(1, min(256, len(paths) // (workers * 8)))
     tasks = [(list(paths[i:i + size]), extra) for i in range(0, len(paths), size)]
     with _context().Pool(min(workers, len(tasks))) as pool:

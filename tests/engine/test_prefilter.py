@@ -511,6 +511,12 @@ def test_the_closure_is_the_same_when_workers_read_the_seeds(tmp_path: Path, mon
     assert files is REFERENCES or '"grab"' in alone  # the chain is followed to its end
 
 
+def test_nothing_to_share_starts_no_workers() -> None:
+    from sessionfix.parallel import may_bind_all, scan_all
+
+    assert may_bind_all([], frozenset(), 2) == [] and scan_all([], [], 2) == []
+
+
 def test_answers_for_other_tokens_are_not_used(tmp_path: Path) -> None:
     """Once a seed adds a spelling, the workers' answers (made for the old tokens) are set aside."""
     from sessionfix.prefilter import Prefilter

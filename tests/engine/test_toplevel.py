@@ -472,7 +472,8 @@ def test_module_names_resolve_paths_as_path_resolve_does(tmp_path: Path, monkeyp
     (root / "alias").symlink_to(root / "pkg")  # a linked directory
     monkeypatch.chdir(root)
     for path in [root / "pkg" / "mod.py", root / "pkg" / "linked.py", root / "alias" / "mod.py",
-                 root / "pkg" / ".." / "pkg" / "mod.py", Path("pkg/mod.py"), root / "pkg" / "missing.py"]:
+                 root / "pkg" / ".." / "pkg" / "mod.py", Path("pkg/mod.py"), root / "pkg" / "missing.py",
+                 root / "pkg" / f"{'x' * 300}.py"]:  # lstat fails (name too long); resolve() does not
         assert index._resolved(path) == path.resolve(), path
     assert index.module_name_for(root / "alias" / "mod.py") == ("pkg.mod", "pkg")
     assert index.module_name_for(root / "pkg" / "linked.py") == ("outside.real", "outside")
