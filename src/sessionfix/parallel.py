@@ -179,7 +179,7 @@ def collecting_rarely() -> Iterator[None]:
     """Fewer garbage collections while files are processed, and none over what exists already.
 
     libcst allocates millions of short-lived objects per parsed file, and at Python's default
-    thresholds the collector kept walking every object alive: 15% of a cold run's CPU time (as
+    thresholds the collector kept walking every object alive: 14% of a cold run's CPU time (as
     in mypy, which raises its thresholds for the same reason). Objects that exist before the
     workers fork are frozen, so no worker walks (and so copies) the parent's memory either.
     A host that froze objects of its own, or turned collection off by a zero threshold, keeps

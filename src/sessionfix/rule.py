@@ -33,6 +33,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
+from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, SEQUENCE, fields, kind
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
@@ -270,22 +271,6 @@ def _project_for_root(root: Path, pyproject: Path | None) -> ProjectIndex:
     return ProjectIndex(root, declared=declared_dependencies(pyproject))
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-#: what a field's value is, by its type: a node, a sequence (of nodes, maybe), or neither.
-#: Asked per value with isinstance, CSTNode being an ABC made that check most of a walk's time.
-_NODE, _SEQUENCE, _OTHER = 1, 2, 3  # all true: `kinds.get(t) or _kind(t)`
-_KINDS: dict[type, int] = {}
-
-
-def _kind(value_type: type) -> int:
-    kind = _KINDS.get(value_type)
-    if kind is None:
-        kind = _KINDS[value_type] = (_NODE if issubclass(value_type, cst.CSTNode)
-                                     else _SEQUENCE if issubclass(value_type, (list, tuple)) else _OTHER)
-    return kind
-
-
 def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], bool | None],
                 enter: Callable[[cst.CSTNode], bool] | None = None) -> bool:
     """Call `found(child, parent)` for every node under `module` (below the children `enter`
@@ -293,19 +278,16 @@ def _each_child(module: cst.Module, found: Callable[[cst.CSTNode, cst.CSTNode], 
     of its own. Stop early when `found` returns True."""
     stack: list[cst.CSTNode] = [module]
     push, pop = stack.append, stack.pop
-    fields, kinds = _FIELDS, _KINDS
+    names_of, kinds = FIELDS, KINDS
     while stack:
         node = pop()
-        names = fields.get(type(node))
-        if names is None:
-            names = fields[type(node)] = tuple(f.name for f in dataclasses.fields(node))
-        for name in names:
+        for name in names_of.get(type(node)) or fields(type(node)):
             value = getattr(node, name)
-            kind = kinds.get(type(value)) or _kind(type(value))
-            if kind == _OTHER:
+            held = kinds.get(type(value)) or kind(type(value))
+            if held == OTHER:
                 continue
-            for child in (value,) if kind == _NODE else value:
-                if (kinds.get(type(child)) or _kind(type(child))) == _NODE:
+            for child in (value,) if held == NODE else value:
+                if (kinds.get(type(child)) or kind(type(child))) == NODE:
                     if found(child, node):
                         return True
                     if enter is None or enter(child):
@@ -338,19 +320,19 @@ def shares_nodes(module: cst.Module) -> bool:
 _VISIT_ORDER: dict[type, tuple[str, ...]] = {}
 
 
-def _visit_fields(kind: type[cst.CSTNode]) -> tuple[str, ...]:
+def _visit_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
     """A node type's fields in the order its `_visit_and_replace_children` visits them, which
     is not always the order they are declared in (a FunctionDef's decorators come before its
     body): read once from libcst's source, else the declared order."""
-    order = _VISIT_ORDER.get(kind)
+    order = _VISIT_ORDER.get(node_type)
     if order is None:
-        declared = [f.name for f in dataclasses.fields(kind)]
+        declared = [f.name for f in dataclasses.fields(node_type)]
         try:
-            visited = re.findall(r'self,\s*"(\w+)"', inspect.getsource(kind._visit_and_replace_children))
+            visited = re.findall(r'self,\s*"(\w+)"', inspect.getsource(node_type._visit_and_replace_children))
         except (OSError, TypeError):
             visited = []
         seen = [name for name in dict.fromkeys(visited) if name in declared]
-        order = _VISIT_ORDER[kind] = (*seen, *(name for name in declared if name not in seen))
+        order = _VISIT_ORDER[node_type] = (*seen, *(name for name in declared if name not in seen))
     return order
 
 
@@ -359,22 +341,22 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
     `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
     index: dict[type, list[cst.CSTNode]] = {}
     stack: list[cst.CSTNode] = [module]
-    kinds = _KINDS
+    kinds = KINDS
     while stack:
         node = stack.pop()
-        kind = type(node)
-        found = index.get(kind)
+        node_type = type(node)
+        found = index.get(node_type)
         if found is None:
-            found = index[kind] = []
+            found = index[node_type] = []
         found.append(node)
         children: list[cst.CSTNode] = []
-        for name in _VISIT_ORDER.get(kind) or _visit_fields(kind):
+        for name in _VISIT_ORDER.get(node_type) or _visit_fields(node_type):
             value = getattr(node, name)
-            held = kinds.get(type(value)) or _kind(type(value))
-            if held == _NODE:
+            held = kinds.get(type(value)) or kind(type(value))
+            if held == NODE:
                 children.append(value)
-            elif held == _SEQUENCE:
-                children.extend(item for item in value if (kinds.get(type(item)) or _kind(type(item))) == _NODE)
+            elif held == SEQUENCE:
+                children.extend(item for item in value if (kinds.get(type(item)) or kind(type(item))) == NODE)
         stack.extend(reversed(children))
     return index
 
