@@ -35,11 +35,11 @@ def fields(node_type: type) -> tuple[str, ...]:
     return names
 
 
-def children(node: cst.CSTNode) -> list[cst.CSTNode]:
-    """The nodes in `node`'s fields, in declaration order."""
+def children(node: cst.CSTNode, names: tuple[str, ...] | None = None) -> list[cst.CSTNode]:
+    """The nodes in `node`'s fields `names` (default: all of them, in declaration order)."""
     kinds = KINDS
     found: list[cst.CSTNode] = []
-    for name in FIELDS.get(type(node)) or fields(type(node)):
+    for name in names or FIELDS.get(type(node)) or fields(type(node)):
         value = getattr(node, name)
         held = kinds.get(type(value)) or kind(type(value))
         if held == NODE:

@@ -33,7 +33,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
-from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, SEQUENCE, fields, kind
+from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, children, fields, kind
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
@@ -341,7 +341,6 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
     `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
     index: dict[type, list[cst.CSTNode]] = {}
     stack: list[cst.CSTNode] = [module]
-    kinds = KINDS
     while stack:
         node = stack.pop()
         node_type = type(node)
@@ -349,15 +348,7 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
         if found is None:
             found = index[node_type] = []
         found.append(node)
-        children: list[cst.CSTNode] = []
-        for name in _VISIT_ORDER.get(node_type) or _visit_fields(node_type):
-            value = getattr(node, name)
-            held = kinds.get(type(value)) or kind(type(value))
-            if held == NODE:
-                children.append(value)
-            elif held == SEQUENCE:
-                children.extend(item for item in value if (kinds.get(type(item)) or kind(type(item))) == NODE)
-        stack.extend(reversed(children))
+        stack.extend(reversed(children(node, _VISIT_ORDER.get(node_type) or _visit_fields(node_type))))
     return index
 
 
