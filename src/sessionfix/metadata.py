@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Collection, Mapping
 
 import libcst as cst
 from libcst.metadata import ExpressionContextProvider
 from libcst.metadata.base_provider import BaseMetadataProvider, BatchableMetadataProvider
+from libcst.metadata.scope_provider import ScopeVisitor
+
+from sessionfix.visiting import can_walk, reading_visits
 
 Provider = type[BaseMetadataProvider[object]]
 
@@ -22,14 +26,32 @@ def _with_dependencies(providers: Collection[Provider]) -> set[Provider]:
     return found
 
 
+_IN_VISIT_MODULE: dict[Provider, bool] = {}
+
+
+def _works_in_visit_module(provider: BatchableMetadataProvider[object]) -> bool:
+    """A batchable provider that does all its work when the batch visits the module (it runs its
+    own visitor from there): the batch's walk over the rest of the tree calls nothing of it."""
+    found = _IN_VISIT_MODULE.get(type(provider))
+    if found is None:
+        found = _IN_VISIT_MODULE[type(provider)] = provider.get_visitors().keys() == {"visit_Module"}
+    return found
+
+
+#: visitors that run under `reading_visits`, when libcst's hooks are theirs unchanged
+_WALKED = (ScopeVisitor,) if can_walk(ScopeVisitor) else ()
+
+
 class Wrapper(cst.MetadataWrapper):
     """libcst's wrapper, minus one walk over the tree for nothing.
 
     libcst gathers what is left to compute into one batched walk, and walks the whole tree even
     when that batch is empty, as it is when positions or parents are all that was asked for
-    (neither is batchable): a full walk per request, the cost of a second parse. Expression
-    contexts, which scopes need, come from `sessionfix.expression_context` (libcst's answer at a
-    sixth of the cost).
+    (neither is batchable): a full walk per request, the cost of a second parse. Scopes (and
+    qualified names) are computed by a visitor that their provider starts from the module, so
+    the batch's own walk is for nothing too: they are computed directly, and libcst's scope
+    visitor goes through `sessionfix.visiting`. Expression contexts, which scopes need, come from
+    `sessionfix.expression_context` (libcst's answer at a sixth of the cost).
     """
 
     def resolve_many(self, providers: Collection[Provider]) -> Mapping[Provider, Mapping[cst.CSTNode, object]]:
@@ -37,9 +59,20 @@ class Wrapper(cst.MetadataWrapper):
             from sessionfix.expression_context import expression_contexts
 
             self._metadata[ExpressionContextProvider] = expression_contexts(self.module)  # see there why
-        for provider in providers:
-            if (provider not in self._metadata and not issubclass(provider, BatchableMetadataProvider)
-                    and set(provider.METADATA_DEPENDENCIES) <= self._metadata.keys()):
+        pending = [provider for provider in _with_dependencies(providers) if provider not in self._metadata]
+        while pending:
+            ready = [provider for provider in pending if set(provider.METADATA_DEPENDENCIES) <= self._metadata.keys()]
+            for provider in ready:
                 made = provider(self._cache.get(provider)) if provider.gen_cache else provider()
-                self._metadata[provider] = made._gen(self)
+                if isinstance(made, BatchableMetadataProvider):
+                    if not _works_in_visit_module(made):
+                        continue  # left to libcst's batch
+                    with made.resolve(self), reading_visits(*_WALKED):
+                        made.visit_Module(self.module)
+                    self._metadata[provider] = MappingProxyType(dict(made._computed))
+                else:
+                    self._metadata[provider] = made._gen(self)
+                pending.remove(provider)
+            if not any(provider in self._metadata for provider in ready):
+                break
         return super().resolve_many(providers)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import inspect
-import re
 import textwrap
 import weakref
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
-from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, children, fields, kind
+from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, VISITED, children, fields, kind, visited_fields
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
@@ -316,26 +314,6 @@ def shares_nodes(module: cst.Module) -> bool:
     return _each_child(module, again)
 
 
-#: node type -> its fields in the order libcst visits them (see `_visit_fields`)
-_VISIT_ORDER: dict[type, tuple[str, ...]] = {}
-
-
-def _visit_fields(node_type: type[cst.CSTNode]) -> tuple[str, ...]:
-    """A node type's fields in the order its `_visit_and_replace_children` visits them, which
-    is not always the order they are declared in (a FunctionDef's decorators come before its
-    body): read once from libcst's source, else the declared order."""
-    order = _VISIT_ORDER.get(node_type)
-    if order is None:
-        declared = [f.name for f in dataclasses.fields(node_type)]
-        try:
-            visited = re.findall(r'self,\s*"(\w+)"', inspect.getsource(node_type._visit_and_replace_children))
-        except (OSError, TypeError):
-            visited = []
-        seen = [name for name in dict.fromkeys(visited) if name in declared]
-        order = _VISIT_ORDER[node_type] = (*seen, *(name for name in declared if name not in seen))
-    return order
-
-
 def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
     """Every node of `module` by type, each list in the order a visit meets them (so as
     `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
@@ -348,7 +326,7 @@ def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
         if found is None:
             found = index[node_type] = []
         found.append(node)
-        stack.extend(reversed(children(node, _VISIT_ORDER.get(node_type) or _visit_fields(node_type))))
+        stack.extend(reversed(children(node, VISITED.get(node_type) or visited_fields(node))))
     return index
 
 

@@ -16,7 +16,7 @@ import libcst.matchers as m
 import pytest
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
+from libcst.metadata import BatchableMetadataProvider, MetadataWrapper, ParentNodeProvider, PositionProvider, QualifiedNameProvider, ScopeProvider
 
 from sessionfix.metadata import Wrapper
 from sessionfix.rule import _UNDECORATED, FastParentNodeProvider, Rule, TopImportsVisitor, TreeWrapper, node_index
@@ -123,9 +123,18 @@ def test_wrapper_gives_libcsts_answers_and_walks_only_for_a_batch(path: Path, mo
     assert dict(wrapper.resolve(PositionProvider)) == dict(expected.resolve(PositionProvider))
     assert dict(wrapper.resolve(FastParentNodeProvider)) == dict(expected.resolve(ParentNodeProvider))
     assert batches == []  # neither is batchable: no walk with nothing to compute in it
-    scopes = wrapper.resolve(ScopeProvider)  # batchable; its dependency is sessionfix's own walk
-    assert batches == [1]
+    scopes = wrapper.resolve(ScopeProvider)  # batchable, but all its work is at the module
+    assert batches == []
     assert {type(s).__name__ for s in scopes.values()} == {type(s).__name__ for s in expected.resolve(ScopeProvider).values()}
+    assert dict(wrapper.resolve(_NameCount)) == dict(expected.resolve(_NameCount))
+    assert batches == [1]  # a provider that works node by node still gets libcst's batch
+
+
+class _NameCount(BatchableMetadataProvider[int]):
+    """Works node by node, so only libcst's batched walk computes it."""
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.set_metadata(node, len(node.value))
 
 
 def test_a_rule_searches_for_matcher_decorated_methods_once_per_class() -> None:
