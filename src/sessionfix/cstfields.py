@@ -64,6 +64,7 @@ class _FieldRecorder(cst.CSTVisitor):
 _VISIT_HELPERS = frozenset({"visit_required", "visit_optional", "visit_sentinel", "visit_sequence",
                             "visit_iterable", "visit_body_sequence", "visit_body_iterable"})
 _JUMPS = frozenset(getattr(dis, "hasjump", None) or [*dis.hasjrel, *dis.hasjabs])
+_STRAIGHT: dict[type, bool] = {}
 
 
 def straight_line(node_type: type) -> bool:
@@ -72,11 +73,15 @@ def straight_line(node_type: type) -> bool:
     which visit a field whether or not it holds anything. (A FormattedStringExpression's
     `format_spec` is visited only when it is not None; an ImportFrom's `names` one way or
     another.) Told from the traversal's bytecode, so a newer libcst is judged by its own code."""
-    code = node_type._visit_and_replace_children.__code__
-    return (not code.co_exceptiontable
+    found = _STRAIGHT.get(node_type)
+    if found is None:
+        code = node_type._visit_and_replace_children.__code__
+        found = _STRAIGHT[node_type] = (
+            not code.co_exceptiontable
             and not any(isinstance(const, types.CodeType) for const in code.co_consts)
             and not any(instruction.opcode in _JUMPS for instruction in dis.get_instructions(code))
             and all(name in _VISIT_HELPERS for name in code.co_names if name.startswith(("visit", "_visit"))))
+    return found
 
 
 def visited_fields(node: cst.CSTNode) -> tuple[str, ...]:
