@@ -139,7 +139,8 @@ def test_generate_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 
 def test_measure_reports_time_cpu_and_memory_of_a_child() -> None:
-    result = measure.measure([sys.executable, "-c", "pass"])
+    # busy for a while: CPU time of a child that exits at once can round down to 0 (ticks)
+    result = measure.measure([sys.executable, "-c", "sum(range(5_000_000))"])
     assert result.returncode == 0
     assert result.wall > 0 and result.cpu > 0
     assert 1 < result.peak_mb < 500

@@ -6,7 +6,8 @@ from types import MappingProxyType
 from typing import Collection, Mapping
 
 import libcst as cst
-from libcst.metadata import ExpressionContextProvider
+from libcst.metadata import ExpressionContextProvider, PositionProvider
+from libcst.metadata.position_provider import PositionProvidingCodegenState
 from libcst.metadata.base_provider import BaseMetadataProvider, BatchableMetadataProvider
 from libcst.metadata.scope_provider import ScopeVisitor
 
@@ -38,6 +39,18 @@ def _works_in_visit_module(provider: BatchableMetadataProvider[object]) -> bool:
     return found
 
 
+class _PositionsKeepingCode(PositionProvider):
+    """libcst's positions, which come from writing the module's code out: the code is kept."""
+
+    code: str | None = None
+
+    def _gen_impl(self, module: cst.Module) -> None:
+        state = PositionProvidingCodegenState(default_indent=module.default_indent,
+                                              default_newline=module.default_newline, provider=self)
+        module._codegen(state)
+        self.code = "".join(state.tokens)
+
+
 #: visitors that run under `reading_visits`, when libcst's hooks are theirs unchanged
 _WALKED = (ScopeVisitor,) if can_walk(ScopeVisitor) else ()
 
@@ -52,7 +65,18 @@ class Wrapper(cst.MetadataWrapper):
     the batch's own walk is for nothing too: they are computed directly, and libcst's scope
     visitor goes through `sessionfix.visiting`. Expression contexts, which scopes need, come from
     `sessionfix.expression_context` (libcst's answer at a sixth of the cost).
+
+    Writing a module's code out costs about what computing its positions does, which writes it
+    out too: `code` is the module's code, kept from the positions when they were computed first.
     """
+
+    @property
+    def code(self) -> str:
+        """`self.module.code`, worked out once."""
+        code = self.__dict__.get("_code")
+        if code is None:
+            code = self.__dict__["_code"] = self.module.code
+        return code
 
     def resolve_many(self, providers: Collection[Provider]) -> Mapping[Provider, Mapping[cst.CSTNode, object]]:
         if ExpressionContextProvider not in self._metadata and ExpressionContextProvider in _with_dependencies(providers):
@@ -70,6 +94,10 @@ class Wrapper(cst.MetadataWrapper):
                     with made.resolve(self), reading_visits(*_WALKED):
                         made.visit_Module(self.module)
                     self._metadata[provider] = MappingProxyType(dict(made._computed))
+                elif provider is PositionProvider:
+                    made = _PositionsKeepingCode()
+                    self._metadata[provider] = made._gen(self)
+                    self.__dict__.setdefault("_code", made.code)
                 else:
                     self._metadata[provider] = made._gen(self)
                 pending.remove(provider)

@@ -31,7 +31,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
-from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, VISITED, children, fields, kind, visited_fields
+from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, SEQUENCE, VISITED, fields, kind, visited_fields
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
@@ -300,33 +300,39 @@ class FastParentNodeProvider(BaseMetadataProvider[cst.CSTNode]):
         _each_child(module, self.set_metadata)
 
 
-def shares_nodes(module: cst.Module) -> bool:
-    """Does one node object stand in two places of `module`? (A metadata wrapper over such a
-    tree must copy it, or two places would share one answer.)"""
-    seen: set[int] = set()
-
-    def again(child: cst.CSTNode, parent: cst.CSTNode) -> bool:
-        if id(child) in seen:
-            return True
-        seen.add(id(child))
-        return False
-
-    return _each_child(module, again)
-
-
-def node_index(module: cst.Module) -> dict[type, list[cst.CSTNode]]:
+def node_index(module: cst.Module, *, unless_shared: bool = False) -> dict[type, list[cst.CSTNode]] | None:
     """Every node of `module` by type, each list in the order a visit meets them (so as
-    `m.findall` lists them): one walk answers every rule's "all the `with` statements"."""
+    `m.findall` lists them): one walk answers every rule's "all the `with` statements".
+
+    With `unless_shared`, None when one node object stands in two places of `module`: a metadata
+    wrapper over such a tree must copy it, or two places would share one answer. (The runner asks
+    that of every rewrite; the same walk then gives the index the next rule reads.)
+    """
     index: dict[type, list[cst.CSTNode]] = {}
+    seen: set[int] | None = set() if unless_shared else None
     stack: list[cst.CSTNode] = [module]
+    kinds, visited = KINDS, VISITED
     while stack:
         node = stack.pop()
+        if seen is not None:
+            if id(node) in seen:
+                return None
+            seen.add(id(node))
         node_type = type(node)
         found = index.get(node_type)
         if found is None:
             found = index[node_type] = []
         found.append(node)
-        stack.extend(reversed(children(node, VISITED.get(node_type) or visited_fields(node))))
+        below: list[cst.CSTNode] = []
+        for name in visited.get(node_type) or visited_fields(node):
+            value = getattr(node, name)
+            held = kinds.get(type(value)) or kind(type(value))
+            if held == NODE:
+                below.append(value)
+            elif held == SEQUENCE:
+                below.extend(item for item in value if (kinds.get(type(item)) or kind(type(item))) == NODE)
+        below.reverse()
+        stack.extend(below)
     return index
 
 
@@ -509,7 +515,7 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
         index = getattr(wrapper, "node_index", None) if isinstance(wrapper, TreeWrapper) else None
         if index is None:
             if self._own_index is None or self._own_index[0] is not wrapper:
-                self._own_index = (wrapper, node_index(wrapper.module))
+                self._own_index = (wrapper, node_index(wrapper.module) or {})
             index = self._own_index[1]
             if isinstance(wrapper, TreeWrapper):
                 wrapper.node_index = index

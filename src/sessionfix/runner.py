@@ -16,10 +16,11 @@ from libcst.metadata import MetadataWrapper
 
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
+from sessionfix.metadata import Wrapper
 from sessionfix.errors import DEBUG_ENV
 from sessionfix.model import Change, FileResult, Finding, Job, Location
 from sessionfix.registry import RULES
-from sessionfix.rule import Rule, TreeWrapper, shares_nodes
+from sessionfix.rule import Rule, TreeWrapper, node_index
 from sessionfix.source import SourceError, parse, verify_rewrite
 
 
@@ -29,10 +30,10 @@ class LineMap:
     """Maps line numbers of an intermediate rewrite back to the original file (worked out on
     first use: most rules record nothing, or only at nodes the file was parsed into)."""
 
-    def __init__(self, parsed: cst.Module, current: cst.Module) -> None:
+    def __init__(self, parsed: Wrapper, current: Wrapper) -> None:
         self.parsed = parsed
         self.current = current
-        self.identity = current is parsed
+        self.identity = current.module is parsed.module
         self.opcodes: list[tuple[str, int, int, int, int]] | None = None
 
     def __call__(self, line: int) -> int:
@@ -58,14 +59,16 @@ def _with_path(record: Change | Finding, path: str) -> Change | Finding:
     return replace(record, location=Location(path, location.line, location.column))
 
 
-def _wrap(module: cst.Module, derived_from: MetadataWrapper | None = None) -> MetadataWrapper:
+def _wrap(module: cst.Module, derived_from: MetadataWrapper | None = None) -> TreeWrapper:
     """A wrapper over `module` itself, not over a copy as libcst makes by default: nodes that
     earlier rules left alone keep their identity, and so their place in the parsed file (see
     Rule.location) and their parents (see TreeWrapper). A rewrite that put one node object in two
     places still gets a copy."""
-    if shares_nodes(module):
+    index = node_index(module, unless_shared=True)
+    if index is None:
         return TreeWrapper(module)
     wrapper = TreeWrapper(module, unsafe_skip_copy=True)
+    wrapper.node_index = index
     wrapper.derived_from = derived_from
     return wrapper
 
@@ -113,7 +116,7 @@ def process_source(
             wrapper = _wrap(current, wrapper)
             current = wrapper.module
         rule._handle_metadata_reference = functools.partial(_shared_metadata, rule, wrapper)  # type: ignore[method-assign]
-        rule.line_map = LineMap(tree, current)  # so locations and messages use lines on disk
+        rule.line_map = LineMap(origin, wrapper)  # so locations and messages use lines on disk
         rule.origin = origin
         try:
             rewritten = rule.transform_module(current)
@@ -132,10 +135,10 @@ def process_source(
             (result.changes if isinstance(mapped, Change) else result.findings).append(mapped)
         if rewritten is not current and not rewritten.deep_equals(current):
             current = rewritten  # else keep the tree whose metadata the next rule can reuse
-    new = current.bytes
+    new = (wrapper.code if current is wrapper.module else current.code).encode(current.encoding)
     if new != raw and not result.changes:
         new = raw  # no rule claimed a change: whatever differs is libcst's, not ours to write
-    if new != raw and tree.bytes != raw:
+    if new != raw and origin.code.encode(tree.encoding) != raw:
         result.error = (f"{job.display}: libcst does not reproduce this file byte for byte, so it is "
                         "not rewritten (findings are still reported)")
         result.changes = []

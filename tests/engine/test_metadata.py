@@ -20,6 +20,7 @@ from libcst.metadata import BatchableMetadataProvider, MetadataWrapper, ParentNo
 
 from sessionfix.metadata import Wrapper
 from sessionfix.rule import _UNDECORATED, FastParentNodeProvider, Rule, TopImportsVisitor, TreeWrapper, node_index
+from sessionfix.runner import _wrap
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = sorted([*REPO.glob("src/sessionfix/*.py"), *REPO.glob("codemods/*.py"), *REPO.glob("examples/**/*.py")])
@@ -153,3 +154,36 @@ def test_a_rule_searches_for_matcher_decorated_methods_once_per_class() -> None:
     plain = _Probe(CodemodContext())
     assert (plain._extra_visit_funcs, plain._extra_leave_funcs, plain._matchers) == ({}, {}, {})
     assert _Probe in _UNDECORATED and Decorated not in _UNDECORATED
+
+
+@pytest.mark.parametrize("path", SOURCES[:6], ids=lambda p: p.relative_to(REPO).as_posix())
+def test_a_modules_code_comes_with_its_positions(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positions are computed by writing the code out; the runner reuses that code (to compare
+    with the file, and to map lines) instead of writing the module out again."""
+    module = cst.parse_module(path.read_bytes())
+    expected_code = module.code
+    expected_positions = dict(MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider))
+    written: list[cst.Module] = []
+    real = cst.Module._codegen_impl
+    monkeypatch.setattr(cst.Module, "_codegen_impl", lambda self, state: written.append(self) or real(self, state))
+    wrapper = Wrapper(module, unsafe_skip_copy=True)
+    assert dict(wrapper.resolve(PositionProvider)) == expected_positions
+    assert wrapper.code == expected_code
+    assert wrapper.code == expected_code
+    assert len(written) == 1
+    other = Wrapper(module, unsafe_skip_copy=True)
+    assert other.code == expected_code and len(written) == 2  # no positions: written out once
+    assert dict(other.resolve(PositionProvider)) == expected_positions and other.code == expected_code
+
+
+def test_the_index_of_a_tree_with_a_node_in_two_places_is_refused() -> None:
+    module = cst.parse_module("a = 1\nb = 2\n")
+    index = node_index(module, unless_shared=True)
+    assert index is not None and index == node_index(module)
+    twice = module.with_changes(body=[module.body[0], module.body[0]])
+    assert node_index(twice, unless_shared=True) is None
+    assert node_index(twice)[cst.SimpleStatementLine] == [module.body[0], module.body[0]]
+    wrapper = _wrap(twice)
+    assert wrapper.module is not twice and wrapper.module.body[0] is not wrapper.module.body[1]  # a copy
+    alone = _wrap(module)
+    assert alone.module is module and alone.node_index == node_index(module)
