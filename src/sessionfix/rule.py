@@ -33,6 +33,7 @@ from libcst.metadata import (
 from sessionfix.config import Settings, declared_dependencies, load_config
 from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, SEQUENCE, VISITED, fields, kind, visited_fields
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
+from sessionfix.matcher_search import searching_once
 from sessionfix.metadata import Wrapper
 from sessionfix.model import Applicability, Change, Fact, Finding, HelperSemantics, Location
 from sessionfix.needs import PrefilterNeeds
@@ -463,9 +464,10 @@ class Rule(BindingMixin, VisitorBasedCodemodCommand):
             _UNDECORATED.add(type(self))
 
     def _instantiate_and_run(self, transform: type[Codemod], tree: cst.Module) -> cst.Module:
-        if transform is AddImportsVisitor:  # it needs no metadata: no wrapper, no copy of the tree
-            return TopImportsVisitor(self.context).transform_module_impl(tree)
-        return super()._instantiate_and_run(transform, tree)
+        with searching_once():  # libcst's helpers have no decorated methods to look for
+            if transform is AddImportsVisitor:  # it needs no metadata: no wrapper, no copy of the tree
+                return TopImportsVisitor(self.context).transform_module_impl(tree)
+            return super()._instantiate_and_run(transform, tree)
 
     # -- metadata, computed when first asked for ----------------------------------------
 
