@@ -6,6 +6,8 @@ bench/ is a pair of scripts, not a package, so its modules are loaded from their
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -139,11 +141,17 @@ def test_generate_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 
 def test_measure_reports_time_cpu_and_memory_of_a_child() -> None:
-    # busy for a while: CPU time of a child that exits at once can round down to 0 (ticks)
-    result = measure.measure([sys.executable, "-c", "sum(range(5_000_000))"])
-    assert result.returncode == 0
-    assert result.wall > 0 and result.cpu > 0
-    assert 1 < result.peak_mb < 500
+    # Measured from a fresh interpreter: on Linux a child's peak memory starts from its parent's
+    # at the fork (a test worker may hold hundreds of MB). Busy for a while: CPU time of a
+    # child that exits at once can round down to 0.
+    probe = (f"import json, sys; sys.path.insert(0, {str(BENCH)!r}); import measure; "
+             "r = measure.measure([sys.executable, '-c', 'sum(range(5_000_000))']); "
+             "print(json.dumps([r.returncode, r.stderr_tail, r.wall, r.cpu, r.peak_mb]))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    returncode, stderr_tail, wall, cpu, peak_mb = json.loads(done.stdout)
+    assert (returncode, stderr_tail) == (0, "")
+    assert wall > 0 and cpu > 0
+    assert 1 < peak_mb < 500
 
 
 def test_measure_keeps_exit_code_and_output() -> None:

@@ -11,6 +11,7 @@ visitor; `reading_visits` routes `visit` there for chosen visitor types, includi
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
@@ -22,7 +23,8 @@ _Hook = Optional[Callable[[cst.CSTVisitor, cst.CSTNode], object]]
 #: (visit_<Type>, leave_<Type>, ((field, visit_<Type>_<field>, leave_<Type>_<field>), ...))
 _Plan = tuple[_Hook, _Hook, tuple[tuple[str, _Hook, _Hook], ...]]
 
-_PLANS: dict[tuple[type, type], _Plan] = {}
+#: visitor type -> node type -> plan (weakly: a test makes visitor types by the hundred)
+_PLANS: weakref.WeakKeyDictionary[type, dict[type, _Plan]] = weakref.WeakKeyDictionary()
 _ORIGINAL_VISIT = cst.CSTNode.visit
 _ATTRIBUTE_HOOKS = ("on_visit_attribute", "on_leave_attribute")
 #: visitor types `visit` hands to `walk` while `reading_visits` is on
@@ -45,7 +47,7 @@ def _children_wanted(visitor: cst.CSTVisitor, node: cst.CSTNode) -> bool:
     return bool(visitor.on_visit(node))
 
 
-def _plan(visitor_type: type, node: cst.CSTNode) -> _Plan:
+def _plan(visitor_type: type, node: cst.CSTNode, plans: dict[type, _Plan]) -> _Plan:
     name = type(node).__name__
     fields = VISITED.get(type(node)) or visited_fields(node)
     base = cst.CSTVisitor
@@ -56,15 +58,23 @@ def _plan(visitor_type: type, node: cst.CSTNode) -> _Plan:
                getattr(visitor_type, f"leave_{name}_{field}", None)) for field in fields),
     )
     if type(node) in VISITED:  # else its fields go node by node
-        _PLANS[visitor_type, type(node)] = plan
+        plans[type(node)] = plan
     return plan
 
 
 def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> cst.CSTNode:
     """`node.visit(visitor)` for a visitor `can_walk` accepts, reading fields instead of
     rebuilding nodes."""
-    plans, kinds = _PLANS, KINDS
-    visit, leave, fields = plans.get((type(visitor), type(node))) or _plan(type(visitor), node)
+    plans = _PLANS.get(type(visitor))
+    if plans is None:
+        plans = _PLANS[type(visitor)] = {}
+    _walk(node, visitor, plans)
+    return node
+
+
+def _walk(node: cst.CSTNode, visitor: cst.CSTVisitor, plans: dict[type, _Plan]) -> None:
+    kinds = KINDS
+    visit, leave, fields = plans.get(type(node)) or _plan(type(visitor), node, plans)
     if visit is None or visit(visitor, node) is not False:
         for field, visit_field, leave_field in fields:
             if visit_field is not None:
@@ -72,15 +82,14 @@ def walk(node: cst.CSTNode, visitor: cst.CSTVisitor) -> cst.CSTNode:
             value = getattr(node, field)
             held = kinds.get(type(value)) or kind(type(value))
             if held == NODE:
-                walk(value, visitor)
+                _walk(value, visitor, plans)
             elif held == SEQUENCE:
                 for child in value:
-                    walk(child, visitor)
+                    _walk(child, visitor, plans)
             if leave_field is not None:
                 leave_field(visitor, node)
     if leave is not None:
         leave(visitor, node)
-    return node
 
 
 def _visit(self: cst.CSTNode, visitor: cst.CSTVisitor) -> object:
