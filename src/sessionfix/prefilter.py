@@ -204,6 +204,52 @@ def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
     return False
 
 
+_STAR_IMPORT = re.compile(rb"(?<![A-Za-z0-9_])import[ \t\f\\\r\n]*\*")
+
+
+def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
+    """The dotted names `M.T` when every occurrence of every token `T` in `raw` reads `T` off a
+    name `M` that only plain `import M` lines bind; None when the bytes cannot show that.
+
+    Then what each occurrence stands for is known without a parse (`requests.Session()` is
+    requests' whatever else the file says): `References` would resolve each to exactly `M.T`.
+    Any other way of binding `M` (an assignment, a parameter, `as M`, `from x import M`, a
+    global) puts a delimiter other than `.` after it, so one such occurrence is enough to give
+    up, as are a star import, a chain (`a.M.T`), a space or line break inside `M.T`, and a
+    file that is not plain ASCII (an identifier NFKC turns into `M` would not be seen).
+    """
+    if not raw.isascii() or _STAR_IMPORT.search(raw):
+        return None
+    roots: dict[bytes, set[str]] = {}
+    for token in tokens:
+        for at in _occurrences(token, raw):
+            if at < 2 or raw[at - 1] != ord("."):
+                return None
+            start = at - 1
+            while start > 0 and raw[start - 1] in _IDENTIFIER:
+                start -= 1
+            root = raw[start:at - 1]
+            if not root or root[:1].isdigit() or (start > 0 and raw[start - 1] == ord(".")):
+                return None
+            roots.setdefault(root, set()).add(f"{root.decode()}.{token.decode()}")
+    for root in roots:
+        imported = False
+        for at in _occurrences(root, raw):
+            end = at + len(root)
+            if at > 0 and raw[at - 1] == ord("."):
+                continue  # `x.M`: an attribute, not the name M
+            if end < len(raw) and raw[end] == ord("."):
+                continue  # `M.x`, `import M.x`, `from M.x import y`: M read, or bound to module M
+            line_start = _line_start(raw, at)
+            if (raw[line_start:at].strip(_SPACE) != b"import" or _continued(raw, line_start)
+                    or _line_rest(raw, end) != b""):
+                return None
+            imported = True
+        if not imported:
+            return None
+    return set().union(*roots.values()) if roots else set()
+
+
 def _occurrences(token: bytes, raw: bytes) -> Iterator[int]:
     """Where `token` occurs in `raw` as a whole identifier."""
     at = raw.find(token)
@@ -705,7 +751,7 @@ class Prefilter:
             spelled = self._worth_reading(spelled, chosen)
         package: str | None = None
         parsed: tuple[ast.Module, References] | None = None
-        if spelled:
+        if spelled and not self._reaches_nothing(module_attributes(raw, spelled)):
             package = self.project.module_name_for(path)[1]
             reached, parsed = self._reached(raw, package, spelled)
             chosen |= reached
@@ -721,6 +767,11 @@ class Prefilter:
                        if not self.sites[rule](parsed[0], self._standing_for(rule, parsed[1], spelled),
                                                self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
         return tuple(rule for rule in self.rules if rule in chosen)
+
+    def _reaches_nothing(self, dotted: set[str] | None) -> bool:
+        """Do these names (see `module_attributes`) stand for none of the rules' names? Then
+        `_reached` would find nothing, and the file needs no parse for it."""
+        return dotted is not None and not any(self.targets.get(self.project.canonical(name)) for name in dotted)
 
     def _worth_reading(self, spelled: set[bytes], chosen: set[type[Rule]]) -> set[bytes]:
         """The spellings that can still decide something: a rule whose second condition no

@@ -7,6 +7,7 @@ on the shapes it must read, and the ones it must give up on.
 
 from __future__ import annotations
 
+import ast
 import shutil
 import textwrap
 from pathlib import Path
@@ -17,7 +18,7 @@ from sessionfix.config import load_config
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult
-from sessionfix.prefilter import ScannedImport, occurs, scan_imports
+from sessionfix.prefilter import Prefilter, ScannedImport, occurs, scan_imports
 from sessionfix.registry import RULES
 from sessionfix.session import Run
 from tests.conftest import write_project
@@ -423,7 +424,7 @@ def test_prefilter_changes_no_result_on_references(tmp_path: Path) -> None:
         assert found[name][1] or found[name][2], f"{name}: the rules find nothing, so the test proves nothing"
 
 
-def _chosen(root: Path, name: str) -> set[str]:
+def _prefilter(root: Path) -> Prefilter:
     from sessionfix.prefilter import Prefilter
 
     config = load_config(root)
@@ -431,7 +432,11 @@ def _chosen(root: Path, name: str) -> set[str]:
               targets=[root])
     prefilter = Prefilter(run.rules, run.settings, run.project)
     run._close(prefilter)
-    return {rule.CODE for rule in prefilter.rules_for((root / name).read_bytes(), root / name)}
+    return prefilter
+
+
+def _chosen(root: Path, name: str) -> set[str]:
+    return {rule.CODE for rule in _prefilter(root).rules_for((root / name).read_bytes(), root / name)}
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -531,3 +536,92 @@ def test_answers_for_other_tokens_are_not_used(tmp_path: Path) -> None:
     assert prefilter.close_over(seeds, lambda paths, tokens: [True, False])
     assert asked == [root / "c.py"]  # a.py added `fetch`: c.py is looked at again, and binds `grab`
     assert b"grab" in prefilter.tokens
+
+
+#: `M.Session` reads that bytes alone can settle (dotted names), and shapes they cannot (None)
+MODULE_ATTRIBUTES = {
+    "plain": ("import requests\ns = requests.Session()\nwith requests.Session() as t:\n    pass\n",
+              {"requests.Session"}),
+    "submodule_import_too": ("import requests\nimport requests.adapters\nrequests.Session()\n", {"requests.Session"}),
+    "indented_import": ("def f():\n    import requests\n    return requests.Session()\n", {"requests.Session"}),
+    "commented_import": ("import requests  # http\nrequests.Session()\n", {"requests.Session"}),
+    "two_modules": ("import requests\nimport httpx\nrequests.Session()\nhttpx.Session()\n",
+                    {"requests.Session", "httpx.Session"}),
+    "rebound": ("import requests\nrequests = make()\nrequests.Session()\n", None),
+    "parameter": ("import requests\ndef f(requests):\n    return requests.Session()\n", None),
+    "loop_target": ("import requests\nfor requests in x:\n    requests.Session()\n", None),
+    "with_target": ("import requests\nwith x as requests:\n    requests.Session()\n", None),
+    "global": ("import requests\ndef f():\n    global requests\n    requests.Session()\n", None),
+    "from_import": ("from lib import requests\nrequests.Session()\n", None),
+    "import_as": ("import lib as requests\nrequests.Session()\n", None),
+    "import_list": ("import os, requests\nrequests.Session()\n", None),
+    "continued_import": ("import \\\n    requests\nrequests.Session()\n", None),
+    "star": ("import requests\nfrom lib import *\nrequests.Session()\n", None),
+    "star_continued": ("import requests\nfrom lib import \\\n    *\nrequests.Session()\n", None),
+    "never_imported": ("requests.Session()\n", None),
+    "only_imported_in_a_dotted_form": ("import requests.adapters\nrequests.Session()\n", None),
+    "chain": ("import a\na.requests.Session()\n", None),
+    "spaced": ("import requests\nrequests . Session()\n", None),
+    "broken_line": ("import requests\n(requests.\n    Session())\n", None),
+    "bare_name": ("from sqlalchemy.orm import Session\nSession()\n", None),
+    "imported_name": ("import requests\nfrom requests import Session\nrequests.Session()\n", None),
+    "call_result": ("import requests\nmake().Session()\n", None),
+    "not_ascii": ("import requests\n# caf\u00e9\nrequests.Session()\n", None),
+    "walrus": ("import requests\nif (requests := f()):\n    requests.Session()\n", None),
+}
+
+
+def _module_attribute_files() -> dict[str, str]:
+    """Each MODULE_ATTRIBUTES source as a file, and a project module named like a library
+    module that re-exports the raw factory."""
+    files = {f"m_{name}.py": source for name, (source, _) in MODULE_ATTRIBUTES.items()}
+    files["shim.py"] = "from init import Session\n"
+    files["uses_shim.py"] = """\
+        import shim
+
+
+        def load():
+            with shim.Session() as session:
+                session.add(1)
+                session.commit()
+        """
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(MODULE_ATTRIBUTES))
+def test_module_attributes_read_only_what_bytes_settle(name: str) -> None:
+    from sessionfix.prefilter import module_attributes
+
+    source, expected = MODULE_ATTRIBUTES[name]
+    assert module_attributes(source.encode(), [b"Session"]) == expected
+
+
+def test_module_attributes_change_no_choice_and_save_the_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the bytes settle it, the rules chosen are the ones the parse would choose; a
+    project module that re-exports a raw factory under a module's name is still followed."""
+    import sessionfix.prefilter as prefilter_module
+
+    files = {**_module_attribute_files(), "requests_only.py": REFERENCES["requests_only.py"]}
+    root = write_project(tmp_path, None, **files)
+    names = sorted(name for name in files if "__" not in name)
+    with_bytes = {name: _chosen(root, name) for name in names}
+    real = prefilter_module.module_attributes
+    monkeypatch.setattr(prefilter_module, "module_attributes", lambda raw, tokens: None)
+    assert {name: _chosen(root, name) for name in names} == with_bytes
+    assert {"SF002", "SF020"} <= with_bytes["uses_shim.py"]
+    monkeypatch.setattr(prefilter_module, "module_attributes", real)
+    parsed: list[bytes] = []
+    real_parse = ast.parse
+    monkeypatch.setattr(prefilter_module.ast, "parse", lambda raw, *a, **k: parsed.append(raw) or real_parse(raw, *a, **k))
+    prefilter = _prefilter(root)
+    parsed.clear()  # the closure reads project modules
+    assert {r.CODE for r in prefilter.rules_for((root / "requests_only.py").read_bytes(), root / "requests_only.py")} <= {"SF000"}
+    assert parsed == []
+    assert prefilter.rules_for((root / "m_rebound.py").read_bytes(), root / "m_rebound.py") and parsed  # parsed
+
+
+def test_prefilter_changes_no_result_on_module_attributes(tmp_path: Path) -> None:
+    root = write_project(tmp_path, None, **_module_attribute_files())
+    with_prefilter = _results(root, {}, prefilter=True)
+    assert with_prefilter == _results(root, {}, prefilter=False)
+    assert any(key[0] == "uses_shim.py" and (key[1] or key[2]) for key in with_prefilter)
