@@ -19,7 +19,7 @@ from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, may_bind, occurs
+from sessionfix.prefilter import Prefilter, may_bind, module_attributes, occurs
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
@@ -97,16 +97,18 @@ def _work_chunk(jobs: list[Job]) -> list[Outcome]:
     return [work_one(_STATE, job) for job in jobs]
 
 
-def scan_one(path: Path, tokens: Sequence[bytes]) -> tuple[str | None, frozenset[bytes]]:
-    """A file's hash (None: unreadable) and which of `tokens` it holds."""
+def scan_one(path: Path, tokens: Sequence[bytes]) -> tuple[str | None, frozenset[bytes], bool]:
+    """A file's hash (None: unreadable), which of `tokens` it holds, and whether its bytes
+    alone show what those stand for (see `prefilter.module_attributes`)."""
     try:
         raw = path.read_bytes()
     except OSError:
-        return None, frozenset()
-    return digest(raw), frozenset(token for token in tokens if occurs(token, raw))
+        return None, frozenset(), False
+    held = frozenset(token for token in tokens if occurs(token, raw))
+    return digest(raw), held, bool(held) and module_attributes(raw, held) is not None
 
 
-def _scan_chunk(task: tuple[list[Path], Sequence[bytes]]) -> list[tuple[str | None, frozenset[bytes]]]:
+def _scan_chunk(task: tuple[list[Path], Sequence[bytes]]) -> list[tuple[str | None, frozenset[bytes], bool]]:
     paths, tokens = task
     return [scan_one(path, tokens) for path in paths]
 
@@ -128,7 +130,7 @@ def _in_workers(work: Callable[[tuple[list[Path], Any]], list[_R]], paths: Seque
         return [found for part in pool.map(work, tasks) for found in part]
 
 
-def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes]]]:
+def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes], bool]]:
     """`scan_one` for each path, in order, by `workers` processes."""
     return _in_workers(_scan_chunk, paths, tokens, workers)
 

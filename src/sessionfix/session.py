@@ -23,7 +23,7 @@ from sessionfix.config import ProjectConfig, Settings, declared_dependencies, fi
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, occurs
+from sessionfix.prefilter import Prefilter, module_attributes, occurs
 
 if TYPE_CHECKING:  # both import libcst: a run the cache answers never needs them
     from sessionfix.parallel import Outcome
@@ -47,6 +47,8 @@ class Scanned:
 
     digest: str | None  # None: unreadable
     tokens: frozenset[bytes]
+    #: the bytes alone show what the tokens stand for (`module_attributes`): likely no parse
+    settled: bool = False
 
 
 @dataclass
@@ -108,8 +110,8 @@ class Run:
         if not reuse and workers > 1 and len(paths) >= SCAN_IN_PARALLEL:
             from sessionfix.parallel import scan_all
 
-            for path, (hashed, held) in zip(paths, scan_all(paths, tokens, workers)):
-                self._scanned[path] = Scanned(hashed, held)
+            for path, (hashed, held, settled) in zip(paths, scan_all(paths, tokens, workers)):
+                self._scanned[path] = Scanned(hashed, held, settled)
             return
         for path in paths:
             try:
@@ -123,7 +125,7 @@ class Run:
                 held = frozenset(t.encode("utf-8") for t in stored[1])
             else:
                 held = frozenset(t for t in tokens if occurs(t, raw))
-            self._scanned[path] = Scanned(hashed, held)
+            self._scanned[path] = Scanned(hashed, held, bool(held) and module_attributes(raw, held) is not None)
 
     def _scan_record(self, tokens: Sequence[bytes]) -> dict[str, Any]:
         """What `_scan` found, for the next run's `known`."""
@@ -292,9 +294,9 @@ class Run:
         self.cached = len(answers)
         state = WorkState(self.project, self.settings, tuple(self.rule_classes), prefilter, self.keep_original)
         pending = [job for position, job in enumerate(jobs) if position not in answers]
-        def heavy(job: Job) -> bool:  # holds a token the prefilter looks for: may be parsed
+        def heavy(job: Job) -> bool:  # may be parsed: holds a token the bytes do not settle
             scanned = self._scanned.get(job.path)
-            return scanned is None or bool(scanned.tokens)
+            return scanned is None or (bool(scanned.tokens) and not scanned.settled)
 
         outcomes: Iterator[Outcome] = run_jobs(state, pending, self.jobs, heavy)
         try:

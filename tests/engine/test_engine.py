@@ -134,6 +134,7 @@ def test_the_first_pass_reads_the_same_in_workers(tree: Path, monkeypatch: pytes
     monkeypatch.setattr(sessionfix.session, "SCAN_IN_PARALLEL", 2)
     gone = tree / "gone.py"
     gone.symlink_to(tree / "nowhere.py")  # unreadable
+    (tree / "settled.py").write_text("import httpx\n\nclient = httpx.Session()\n")
     tokens = [b"Session", b"requests", b"get_db_session_ctx"]
     scans = []
     for workers in (1, 2):
@@ -142,6 +143,8 @@ def test_the_first_pass_reads_the_same_in_workers(tree: Path, monkeypatch: pytes
         scans.append(dict(run._scanned))
     assert scans[0] == scans[1]
     assert scans[1][gone].digest is None and scans[1][tree / "plain_0.py"].tokens == {b"requests", b"Session"}
+    # bytes show `httpx.Session` is httpx's: scheduled with the light files (no parse expected)
+    assert scans[1][tree / "settled.py"].settled and not scans[1][tree / "plain_0.py"].settled
     _, one = _run(tree, cache=False, jobs=1)
     _, two = _run(tree, cache=False, jobs=2)
     assert one == two
