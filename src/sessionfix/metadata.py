@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Collection, Mapping
+from typing import Collection, Iterator, Mapping
 
 import libcst as cst
 from libcst.metadata import ExpressionContextProvider, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
 from libcst.metadata.base_provider import BaseMetadataProvider, BatchableMetadataProvider
+from libcst.metadata import scope_provider
 from libcst.metadata.scope_provider import ScopeVisitor
 
 from sessionfix.visiting import can_walk, reading_visits
@@ -51,6 +54,39 @@ class _PositionsKeepingCode(PositionProvider):
         self.code = "".join(state.tokens)
 
 
+#: libcst's node types that count as assignments for the scope visitor, and per node type whether
+#: it is one (see `_assignments_told_by_type`)
+_ASSIGNMENT_LIKE = getattr(scope_provider, "_ASSIGNMENT_LIKE_NODES", None)
+_IS_ASSIGNMENT_LIKE: dict[type, bool] = {}
+
+
+def _isinstance(obj: object, classes: object) -> bool:
+    if classes is not _ASSIGNMENT_LIKE:
+        return builtins.isinstance(obj, classes)  # type: ignore[arg-type]
+    found = _IS_ASSIGNMENT_LIKE.get(type(obj))
+    if found is None:
+        found = _IS_ASSIGNMENT_LIKE[type(obj)] = builtins.isinstance(obj, classes)  # type: ignore[arg-type]
+    return found
+
+
+@contextmanager
+def _assignments_told_by_type() -> Iterator[None]:
+    """libcst's scope visitor asks, as it leaves each node, `isinstance(node, <assignment-like
+    node types>)`: node types are ABCs, so each ask went through `ABCMeta.__instancecheck__`, a
+    quarter of the scope analysis. While on, the scope module's `isinstance` answers that one
+    question once per node type (a node's type decides it: libcst's node classes are concrete,
+    and nothing registers virtual subclasses of them); every other question goes to the builtin.
+    """
+    if not isinstance(_ASSIGNMENT_LIKE, tuple) or "isinstance" in vars(scope_provider):
+        yield  # a libcst without that tuple, or already on
+        return
+    scope_provider.isinstance = _isinstance  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        del scope_provider.isinstance  # type: ignore[attr-defined]
+
+
 #: visitors that run under `reading_visits`, when libcst's hooks are theirs unchanged
 _WALKED = (ScopeVisitor,) if can_walk(ScopeVisitor) else ()
 
@@ -91,7 +127,7 @@ class Wrapper(cst.MetadataWrapper):
                 if isinstance(made, BatchableMetadataProvider):
                     if not _works_in_visit_module(made):
                         continue  # left to libcst's batch
-                    with made.resolve(self), reading_visits(*_WALKED):
+                    with made.resolve(self), reading_visits(*_WALKED), _assignments_told_by_type():
                         made.visit_Module(self.module)
                     self._metadata[provider] = MappingProxyType(dict(made._computed))
                 elif provider is PositionProvider:

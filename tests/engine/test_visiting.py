@@ -255,3 +255,31 @@ def walked_by_libcst(module: cst.Module) -> bool:
     finally:
         cst.Name._visit_and_replace_children = original  # type: ignore[method-assign]
     return bool(counted)
+
+
+def test_the_scope_modules_assignment_check_is_the_builtins_and_is_put_back() -> None:
+    from libcst.metadata import scope_provider
+
+    from sessionfix.metadata import _ASSIGNMENT_LIKE, _assignments_told_by_type, _isinstance
+
+    module = cst.parse_module(textwrap.dedent(SCOPE_SNIPPETS["definitions"]) + SCOPE_SNIPPETS["imports"])
+    nodes: list[cst.CSTNode] = []
+
+    class Every(cst.CSTVisitor):
+        def on_visit(self, node: cst.CSTNode) -> bool:
+            nodes.append(node)
+            return True
+
+    module.visit(Every())
+    assert any(isinstance(node, _ASSIGNMENT_LIKE) for node in nodes)
+    for _ in range(2):  # answered, then remembered
+        assert [_isinstance(n, _ASSIGNMENT_LIKE) for n in nodes] == [isinstance(n, _ASSIGNMENT_LIKE) for n in nodes]
+    assert _isinstance(cst.Name("x"), (cst.Name, cst.Attribute)) and not _isinstance(1, (cst.Name,))
+    assert "isinstance" not in vars(scope_provider)
+    with pytest.raises(RuntimeError), _assignments_told_by_type():
+        assert scope_provider.isinstance is _isinstance
+        with _assignments_told_by_type():
+            pass
+        assert scope_provider.isinstance is _isinstance  # only the outermost use takes it away
+        raise RuntimeError
+    assert "isinstance" not in vars(scope_provider)
