@@ -204,7 +204,16 @@ def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
     return False
 
 
-_STAR_IMPORT = re.compile(rb"(?<![A-Za-z0-9_])import[ \t\f\\\r\n]*\*")
+#: what follows `import` in a star import (line continuations included)
+_STAR_AFTER_IMPORT = re.compile(rb"[ \t\f\\\r\n]*\*")
+
+
+def _star_import(raw: bytes) -> bool:
+    """Does `import *` (maybe across a line continuation) occur anywhere in `raw`, even in text?"""
+    for at in _occurrences(b"import", raw):
+        if _STAR_AFTER_IMPORT.match(raw, at + len(b"import")):
+            return True
+    return False
 
 
 def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
@@ -218,7 +227,7 @@ def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
     up, as are a star import, a chain (`a.M.T`), a space or line break inside `M.T`, and a
     file that is not plain ASCII (an identifier NFKC turns into `M` would not be seen).
     """
-    if not raw.isascii() or _STAR_IMPORT.search(raw):
+    if not raw.isascii():
         return None
     roots: dict[bytes, set[str]] = {}
     for token in tokens:
@@ -247,6 +256,8 @@ def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
             imported = True
         if not imported:
             return None
+    if _star_import(raw):
+        return None  # checked last: most files give up earlier, and this one reads every `import`
     return set().union(*roots.values()) if roots else set()
 
 

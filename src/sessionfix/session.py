@@ -23,7 +23,7 @@ from sessionfix.config import ProjectConfig, Settings, declared_dependencies, fi
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, module_attributes, occurs
+from sessionfix.prefilter import Prefilter, occurs
 
 if TYPE_CHECKING:  # both import libcst: a run the cache answers never needs them
     from sessionfix.parallel import Outcome
@@ -125,7 +125,7 @@ class Run:
                 held = frozenset(t.encode("utf-8") for t in stored[1])
             else:
                 held = frozenset(t for t in tokens if occurs(t, raw))
-            self._scanned[path] = Scanned(hashed, held, bool(held) and module_attributes(raw, held) is not None)
+            self._scanned[path] = Scanned(hashed, held)  # `settled` only matters to a large cold run
 
     def _scan_record(self, tokens: Sequence[bytes]) -> dict[str, Any]:
         """What `_scan` found, for the next run's `known`."""

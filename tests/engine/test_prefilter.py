@@ -558,6 +558,7 @@ MODULE_ATTRIBUTES = {
     "continued_import": ("import \\\n    requests\nrequests.Session()\n", None),
     "star": ("import requests\nfrom lib import *\nrequests.Session()\n", None),
     "star_continued": ("import requests\nfrom lib import \\\n    *\nrequests.Session()\n", None),
+    "star_tight": ("import requests\nfrom lib import*\nrequests.Session()\n", None),
     "never_imported": ("requests.Session()\n", None),
     "only_imported_in_a_dotted_form": ("import requests.adapters\nrequests.Session()\n", None),
     "chain": ("import a\na.requests.Session()\n", None),
