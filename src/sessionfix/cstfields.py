@@ -77,7 +77,7 @@ def straight_line(node_type: type) -> bool:
     if found is None:
         code = node_type._visit_and_replace_children.__code__
         found = _STRAIGHT[node_type] = (
-            not code.co_exceptiontable
+            not getattr(code, "co_exceptiontable", b"")  # 3.11+; before, handlers are jumps
             and not any(isinstance(const, types.CodeType) for const in code.co_consts)
             and not any(instruction.opcode in _JUMPS for instruction in dis.get_instructions(code))
             and all(name in _VISIT_HELPERS for name in code.co_names if name.startswith(("visit", "_visit"))))

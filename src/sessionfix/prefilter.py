@@ -204,6 +204,11 @@ def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
     return False
 
 
+#: what Python allows between `.` and the attribute name after it (inside brackets, or after a
+#: backslash): spaces, line breaks, continuations, comments (the lookahead keeps a long comment
+#: from being tried at every position)
+_GAP = rb"\.(?:[ \t\f\r\n]|\\(?:\r\n|\r|\n)|#[^\r\n]*(?=[\r\n]))+"
+
 #: what follows `import` in a star import (line continuations included)
 _STAR_AFTER_IMPORT = re.compile(rb"[ \t\f\\\r\n]*\*")
 
@@ -224,8 +229,14 @@ def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
     requests' whatever else the file says): `References` would resolve each to exactly `M.T`.
     Any other way of binding `M` (an assignment, a parameter, `as M`, `from x import M`, a
     global) puts a delimiter other than `.` after it, so one such occurrence is enough to give
-    up, as are a star import, a chain (`a.M.T`), a space or line break inside `M.T`, and a
-    file that is not plain ASCII (an identifier NFKC turns into `M` would not be seen).
+    up, as are a star import, a chain (`a.M.T`, also across spaces, a line break, a
+    continuation or a comment after the dot: `a.` newline `M.T`), a space or line break inside
+    `M.T`, and a file that is not plain ASCII (an identifier NFKC turns into `M` would not be
+    seen). Two cases differ from the parse without changing a result: an `import M` line that
+    is really inside a string (M is then unbound, and libcst cannot resolve `M.T` to a rule's
+    name either: the same project look-up of `M.T` decides both), and a file `ast` cannot read
+    (the parse path then chose every rule with the spelling; libcst, if it can read the file,
+    resolves `M.T` as the look-up does).
     """
     if not raw.isascii():
         return None
@@ -242,6 +253,8 @@ def module_attributes(raw: bytes, tokens: Iterable[bytes]) -> set[str] | None:
                 return None
             roots.setdefault(root, set()).add(f"{root.decode()}.{token.decode()}")
     for root in roots:
+        if re.search(_GAP + re.escape(root) + rb"(?![A-Za-z0-9_\x80-\xff])", raw):
+            return None  # `x . M`, `x.\` + newline + `M`, `x.` + comment: M is an attribute there
         imported = False
         for at in _occurrences(root, raw):
             end = at + len(root)

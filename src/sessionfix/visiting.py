@@ -23,7 +23,8 @@ _Hook = Optional[Callable[[cst.CSTVisitor, cst.CSTNode], object]]
 #: (visit_<Type>, leave_<Type>, ((field, visit_<Type>_<field>, leave_<Type>_<field>), ...))
 _Plan = tuple[_Hook, _Hook, tuple[tuple[str, _Hook, _Hook], ...]]
 
-#: visitor type -> node type -> plan (weakly: a test makes visitor types by the hundred)
+#: visitor type -> node type -> plan (weakly: a test makes visitor types by the hundred; a type
+#: whose hooks call super() keeps itself alive through their __class__ cell, as ScopeVisitor does)
 _PLANS: weakref.WeakKeyDictionary[type, dict[type, _Plan]] = weakref.WeakKeyDictionary()
 _ORIGINAL_VISIT = cst.CSTNode.visit
 _ATTRIBUTE_HOOKS = ("on_visit_attribute", "on_leave_attribute")
@@ -105,7 +106,9 @@ def reading_visits(*visitor_types: type) -> Iterator[None]:
 
     It swaps `CSTNode.visit`, so it holds for the whole process: meant for a single-threaded
     stretch. Another thread's visit during it still gets exactly libcst's results (the same
-    calls, made faster, or libcst's own), and only the outermost use puts libcst's method back.
+    calls, made faster, or libcst's own). Nested uses in one thread leave libcst's method to the
+    outermost; across threads, the first use to end puts it back while another may still be
+    inside, which then gets libcst's own traversal (the same calls, slower).
     """
     for visitor_type in visitor_types:
         if not can_walk(visitor_type):

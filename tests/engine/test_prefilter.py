@@ -569,6 +569,18 @@ MODULE_ATTRIBUTES = {
     "call_result": ("import requests\nmake().Session()\n", None),
     "not_ascii": ("import requests\n# caf\u00e9\nrequests.Session()\n", None),
     "walrus": ("import requests\nif (requests := f()):\n    requests.Session()\n", None),
+    # an attribute read across a gap after the dot, reaching a raw factory (found by review)
+    "gap_line_break": ('"""Usage::\n\n    import orm\n"""\nimport sqlalchemy.orm\n\n\ndef load(engine):\n'
+                       "    session = (sqlalchemy.\n               orm.Session(bind=engine))\n"
+                       "    session.add(1)\n    session.commit()\n", None),
+    "gap_spaces": ("import orm\nimport sqlalchemy\n\n\ndef load(engine):\n"
+                   "    session = sqlalchemy . orm.Session(bind=engine)\n    session.add(1)\n    session.commit()\n", None),
+    "gap_continuation": ("import orm\nimport sqlalchemy\n\n\ndef load(engine):\n"
+                         "    session = sqlalchemy.\\\n        orm.Session(bind=engine)\n"
+                         "    session.add(1)\n    session.commit()\n", None),
+    "gap_comment": ("import orm\nimport sqlalchemy\n\n\ndef load(engine):\n"
+                    "    session = (sqlalchemy.  # the ORM\n\n               orm.Session(bind=engine))\n"
+                    "    session.add(1)\n    session.commit()\n", None),
 }
 
 
@@ -625,4 +637,6 @@ def test_prefilter_changes_no_result_on_module_attributes(tmp_path: Path) -> Non
     root = write_project(tmp_path, None, **_module_attribute_files())
     with_prefilter = _results(root, {}, prefilter=True)
     assert with_prefilter == _results(root, {}, prefilter=False)
-    assert any(key[0] == "uses_shim.py" and (key[1] or key[2]) for key in with_prefilter)
+    found = {key[0] for key in with_prefilter if key[1] or key[2]}
+    assert {"uses_shim.py", "m_gap_line_break.py", "m_gap_spaces.py", "m_gap_continuation.py",
+            "m_gap_comment.py"} <= found, "the rules find nothing there, so the test proves nothing"
