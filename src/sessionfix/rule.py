@@ -31,7 +31,7 @@ from libcst.metadata import (
 )
 
 from sessionfix.config import Settings, declared_dependencies, load_config
-from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, SEQUENCE, VISITED, fields, kind, visited_fields
+from sessionfix.cstfields import FIELDS, KINDS, NODE, OTHER, VISITED, children, fields, kind, visited_fields
 from sessionfix.index import ProjectIndex, dotted_name, resolve_relative
 from sessionfix.matcher_search import searching_once
 from sessionfix.metadata import Wrapper
@@ -312,7 +312,7 @@ def node_index(module: cst.Module, *, unless_shared: bool = False) -> dict[type,
     index: dict[type, list[cst.CSTNode]] = {}
     seen: set[int] | None = set() if unless_shared else None
     stack: list[cst.CSTNode] = [module]
-    kinds, visited = KINDS, VISITED
+    visited = VISITED
     while stack:
         node = stack.pop()
         if seen is not None:
@@ -324,16 +324,7 @@ def node_index(module: cst.Module, *, unless_shared: bool = False) -> dict[type,
         if found is None:
             found = index[node_type] = []
         found.append(node)
-        below: list[cst.CSTNode] = []
-        for name in visited.get(node_type) or visited_fields(node):
-            value = getattr(node, name)
-            held = kinds.get(type(value)) or kind(type(value))
-            if held == NODE:
-                below.append(value)
-            elif held == SEQUENCE:
-                below.extend(item for item in value if (kinds.get(type(item)) or kind(type(item))) == NODE)
-        below.reverse()
-        stack.extend(below)
+        stack.extend(reversed(children(node, visited.get(node_type) or visited_fields(node))))
     return index
 
 
