@@ -115,27 +115,30 @@ class Wrapper(cst.MetadataWrapper):
         return code
 
     def resolve_many(self, providers: Collection[Provider]) -> Mapping[Provider, Mapping[cst.CSTNode, object]]:
-        if ExpressionContextProvider not in self._metadata and ExpressionContextProvider in _with_dependencies(providers):
+        needed = _with_dependencies(providers)
+        if ExpressionContextProvider in needed and ExpressionContextProvider not in self._metadata:
             from sessionfix.expression_context import expression_contexts
 
             self._metadata[ExpressionContextProvider] = expression_contexts(self.module)  # see there why
-        pending = [provider for provider in _with_dependencies(providers) if provider not in self._metadata]
+        pending = [provider for provider in needed if provider not in self._metadata]
         while pending:
             ready = [provider for provider in pending if set(provider.METADATA_DEPENDENCIES) <= self._metadata.keys()]
             for provider in ready:
+                if provider is PositionProvider:
+                    positions = _PositionsKeepingCode()
+                    self._metadata[provider] = positions._gen(self)
+                    self.__dict__.setdefault("_code", positions.code)
+                    pending.remove(provider)
+                    continue
                 made = provider(self._cache.get(provider)) if provider.gen_cache else provider()
-                if isinstance(made, BatchableMetadataProvider):
-                    if not _works_in_visit_module(made):
-                        continue  # left to libcst's batch
+                if not isinstance(made, BatchableMetadataProvider):
+                    self._metadata[provider] = made._gen(self)
+                elif _works_in_visit_module(made):
                     with made.resolve(self), reading_visits(*_WALKED), _assignments_told_by_type():
                         made.visit_Module(self.module)
                     self._metadata[provider] = MappingProxyType(dict(made._computed))
-                elif provider is PositionProvider:
-                    made = _PositionsKeepingCode()
-                    self._metadata[provider] = made._gen(self)
-                    self.__dict__.setdefault("_code", made.code)
                 else:
-                    self._metadata[provider] = made._gen(self)
+                    continue  # left to libcst's batch
                 pending.remove(provider)
             if not any(provider in self._metadata for provider in ready):
                 break
