@@ -32,6 +32,7 @@ from sessionfix.index import ProjectIndex, resolve_relative
 from sessionfix.needs import PrefilterNeeds
 
 if TYPE_CHECKING:
+    from sessionfix.annotations import Named
     from sessionfix.rule import Rule
 
 _IDENTIFIER = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") | frozenset(range(0x80, 0x100))
@@ -776,9 +777,15 @@ class Prefilter:
         package: str | None = None
         parsed: tuple[ast.Module, References] | None = None
         if spelled and not self._reaches_nothing(module_attributes(raw, spelled)):
+            from sessionfix.annotations import annotation_only
+
             package = self.project.module_name_for(path)[1]
-            reached, parsed = self._reached(raw, package, spelled)
-            chosen |= reached
+            named = annotation_only(raw, spelled)
+            if named is not None:
+                chosen |= self._annotated(named, package, spelled)
+            else:
+                reached, parsed = self._reached(raw, package, spelled)
+                chosen |= reached
         pending = self.imports - chosen
         if pending:
             if package is None:
@@ -820,15 +827,39 @@ class Prefilter:
                    if any(d is not None and d.rpartition(".")[2] in spellings for d in bound)}
         return frozenset(spellings | aliases)
 
+    def _by_spelling(self, spelled: set[bytes]) -> dict[str, set[type[Rule]]]:
+        """Spelling -> the rules one of whose names is spelled so."""
+        by_spelling: dict[str, set[type[Rule]]] = {}
+        for target, spellings in self.spellings.items():
+            for spelling in spellings & spelled:
+                by_spelling.setdefault(spelling.decode("utf-8"), set()).update(self.targets[target])
+        return by_spelling
+
+    def _annotated(self, named: Mapping[bytes, Named], package: str, spelled: set[bytes]) -> set[type[Rule]]:
+        """What `_reached` chooses where `annotation_only` could read the bytes: each spelling is
+        only imported (`from m import T` binds it to m.T) and read in annotations that call
+        nothing, so `used` is empty and `named` is what its imports, or its spelling, stand for."""
+        by_spelling = self._by_spelling(spelled)
+        found: set[type[Rule]] = set()
+        for token, spelling in named.items():
+            name = token.decode("utf-8")
+            rules = by_spelling.get(name, set())
+            bound = []
+            for level, module in spelling.imports:
+                resolved = resolve_relative(level, module, package)
+                bound.append(f"{resolved}.{name}" if resolved else None)
+            for dotted in bound:  # References.imports
+                found |= self._resolve([dotted] if dotted else None, rules)
+            if spelling.annotated and (not bound or None in bound):  # a read that may stand for anything
+                found |= rules
+        return found - self.used_only
+
     def _reached(self, raw: bytes, package: str,
                  spelled: set[bytes]) -> tuple[set[type[Rule]], tuple[ast.Module, References] | None]:
         """The rules one of whose names a reference in the file can stand for (see References),
         and the parsed file when `ast` could read it."""
         names = {token.decode("utf-8") for token in spelled}
-        by_spelling: dict[str, set[type[Rule]]] = {}
-        for target, spellings in self.spellings.items():
-            for spelling in spellings & spelled:
-                by_spelling.setdefault(spelling.decode("utf-8"), set()).update(self.targets[target])
+        by_spelling = self._by_spelling(spelled)
         anything = set().union(*by_spelling.values()) if by_spelling else set()
         try:
             tree = ast.parse(raw)

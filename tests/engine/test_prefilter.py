@@ -640,3 +640,111 @@ def test_prefilter_changes_no_result_on_module_attributes(tmp_path: Path) -> Non
     found = {key[0] for key in with_prefilter if key[1] or key[2]}
     assert {"uses_shim.py", "m_gap_line_break.py", "m_gap_spaces.py", "m_gap_continuation.py",
             "m_gap_comment.py"} <= found, "the rules find nothing there, so the test proves nothing"
+
+
+#: files whose spellings `annotations.annotation_only` reads from the bytes, and near ones it
+#: must leave to the parse; in the default project (raw factories init.Session and
+#: core.db.async_session)
+ANNOTATED = {
+    "injected.py": """\
+        from aiogram.types import CallbackQuery
+        from sqlalchemy.orm import Session
+
+
+        async def handle(callback_query: CallbackQuery, session: Session) -> None:
+            \"\"\"Session is injected by the middleware; it commits and closes after the handler.\"\"\"
+            session.flush()
+
+
+        def owner(
+            session: Session,  # injected
+            user_id: int,
+        ) -> Session | None:
+            return session.get(dict, user_id)
+        """,
+    # the raw factory itself, only named: rules that need no call still see it
+    "raw_named.py": """\
+        from init import Session
+
+
+        def f(session: Session) -> None:
+            session.commit()
+        """,
+    "raw_relative.py": """\
+        from .init import Session
+
+
+        def f(session: Session) -> None:
+            session.commit()
+        """,
+    # a read no import explains may stand for anything so spelled
+    "unimported.py": """\
+        def f(session: Session) -> None:
+            session.commit()
+        """,
+    "climbs.py": """\
+        from ...db import Session
+
+
+        def f(session: Session) -> None:
+            session.commit()
+        """,
+    "raw_called.py": """\
+        from init import Session
+
+
+        def f(session: Session = None) -> None:
+            session = session or Session()
+            session.add(1)
+            session.commit()
+        """,
+    "raw_default.py": """\
+        from init import Session
+
+
+        def f(make=Session) -> None:
+            with make() as session:
+                session.add(1)
+                session.commit()
+        """,
+}
+
+
+def _annotated_project(tmp_path: Path) -> Path:
+    return write_project(tmp_path, None, **ANNOTATED, **{"init.py": "from sqlalchemy.orm import sessionmaker\n"
+                                                                    "Session = sessionmaker()\n"})
+
+
+def test_annotation_only_changes_no_choice_and_saves_the_parse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sessionfix.annotations as annotations_module
+    import sessionfix.prefilter as prefilter_module
+
+    root = _annotated_project(tmp_path)
+    refs = write_project(tmp_path / "refs", None, **{n.replace("/", "__"): t for n, t in REFERENCES.items()})
+    cases = [(root, name) for name in ANNOTATED] + [(refs, name) for name in REFERENCES if "/" not in name]
+    with_bytes = {(r, n): _chosen(r, n) for r, n in cases}
+    monkeypatch.setattr(annotations_module, "annotation_only", lambda raw, tokens: None)
+    assert {(r, n): _chosen(r, n) for r, n in cases} == with_bytes
+    monkeypatch.undo()
+    assert with_bytes[(root, "injected.py")] <= {"SF000"}
+    assert {"SF020", "SF021"} <= with_bytes[(root, "raw_called.py")]
+    parsed: list[bytes] = []
+    real_parse = ast.parse
+    monkeypatch.setattr(prefilter_module.ast, "parse", lambda raw, *a, **k: parsed.append(raw) or real_parse(raw, *a, **k))
+    prefilter = _prefilter(root)
+    assert {"SF002", "SF001"} <= with_bytes[(root, "unimported.py")] & with_bytes[(root, "climbs.py")]
+    for name in ("injected.py", "raw_named.py", "raw_relative.py", "unimported.py", "climbs.py"):
+        parsed.clear()  # the closure reads project modules
+        prefilter.rules_for((root / name).read_bytes(), root / name)
+        assert parsed == [], f"{name} was parsed"
+    prefilter.rules_for((root / "raw_called.py").read_bytes(), root / "raw_called.py")
+    assert parsed, "a call is left to the parse"
+
+
+def test_prefilter_changes_no_result_on_annotations(tmp_path: Path) -> None:
+    root = _annotated_project(tmp_path)
+    for options in ({}, {"unsafe": True}):
+        with_prefilter = _results(root, options, prefilter=True)
+        assert with_prefilter == _results(root, options, prefilter=False)
+    found = {key[0] for key in with_prefilter if key[1] or key[2]}
+    assert "raw_called.py" in found, "the rules find nothing there, so the test proves nothing"
