@@ -333,14 +333,18 @@ def _module_statements(tree: ast.Module) -> Iterator[ast.stmt]:
 #: column there). A line inside a string may match too: `_string_spans` tells those apart.
 _TOP_LINE = re.compile(rb"^(?:[ \t]*\f|[^ \t\r\n#])", re.MULTILINE)
 _METHOD_HEAD = re.compile(rb"[ \t]+(?:async[ \t]+)?def[ \t]+")
-#: a comment, a whole string literal, or a quote that opens none (unterminated)
+#: a comment, a whole string literal (a backslash escapes any byte; a triple-quoted one ends at
+#: the first unescaped triple quote), or a quote that opens none (unterminated). Each branch
+#: starts with a literal byte so that the regex engine skips to the next candidate by itself,
+#: and the string bodies are unrolled (runs of ordinary bytes, then one escape or lone quote)
+#: instead of one byte per step: twice as fast as the plain form the tests compare it with.
 _LEXEME = re.compile(
     rb"#[^\r\n]*"
-    rb'|"""(?:\\.|[^\\])*?"""'
-    rb"|'''(?:\\.|[^\\])*?'''"
-    rb'|"(?:\\.|[^\\"\r\n])*"'
-    rb"|'(?:\\.|[^\\'\r\n])*'"
-    rb"|[\"']",
+    rb'|"""[^"\\]*(?:(?:\\.|"(?!""))[^"\\]*)*"""'
+    rb"|'''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*'''"
+    rb'|"[^"\\\r\n]*(?:\\.[^"\\\r\n]*)*"'
+    rb"|'[^'\\\r\n]*(?:\\.[^'\\\r\n]*)*'"
+    rb"|\"|'",
     re.DOTALL,
 )
 

@@ -8,11 +8,14 @@ on the shapes it must read, and the ones it must give up on.
 from __future__ import annotations
 
 import ast
+import re
 import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionfix.config import load_config
 from sessionfix.discover import discover
@@ -748,3 +751,33 @@ def test_prefilter_changes_no_result_on_annotations(tmp_path: Path) -> None:
         assert with_prefilter == _results(root, options, prefilter=False)
     found = {key[0] for key in with_prefilter if key[1] or key[2]}
     assert "raw_called.py" in found, "the rules find nothing there, so the test proves nothing"
+
+
+#: `prefilter._LEXEME` in its plain form (one byte per step, lazy triple quotes): the
+#: specification the faster, unrolled pattern must match span for span
+_PLAIN_LEXEME = re.compile(
+    rb"#[^\r\n]*"
+    rb'|"""(?:\\.|[^\\])*?"""'
+    rb"|'''(?:\\.|[^\\])*?'''"
+    rb'|"(?:\\.|[^\\"\r\n])*"'
+    rb"|'(?:\\.|[^\\'\r\n])*'"
+    rb"|[\"']",
+    re.DOTALL,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from([b'"', b"'", b"\\", b"#", b"\n", b"\r", b"a", b" ", b'"""', b"'''"]), max_size=40))
+def test_lexeme_pattern_is_its_plain_form(pieces: list[bytes]) -> None:
+    from sessionfix.prefilter import _LEXEME
+
+    raw = b"".join(pieces)
+    assert [m.span() for m in _LEXEME.finditer(raw)] == [m.span() for m in _PLAIN_LEXEME.finditer(raw)]
+
+
+def test_lexeme_pattern_is_its_plain_form_on_real_files() -> None:
+    from sessionfix.prefilter import _LEXEME
+
+    for path in sorted(p for part in ("src", "tests", "codemods", "bench") for p in (REPO / part).rglob("*.py")):
+        raw = path.read_bytes()
+        assert [m.span() for m in _LEXEME.finditer(raw)] == [m.span() for m in _PLAIN_LEXEME.finditer(raw)], path
