@@ -13,7 +13,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
@@ -36,6 +36,9 @@ class WorkState:
     rules: tuple[type[Rule], ...]
     prefilter: Prefilter | None
     keep_original: bool
+    #: path -> (digest, prefilter tokens it holds), from the first pass: a worker that reads the
+    #: same bytes again need not look for the tokens again (None: no first pass to go by)
+    held: Mapping[Path, tuple[str | None, frozenset[bytes]]] | None = None
 
 
 @dataclass
@@ -66,8 +69,14 @@ def work_one(state: WorkState, job: Job) -> Outcome:
     tracking = isinstance(project, TrackingIndex)
     if tracking:
         project.consulted = set()  # type: ignore[union-attr]
+    file_digest = digest(raw)
     try:
-        rules = state.rules if state.prefilter is None else state.prefilter.rules_for(raw, job.path)
+        if state.prefilter is None:
+            rules = state.rules
+        else:
+            first = state.held.get(job.path) if state.held is not None else None
+            held = first[1] if first is not None and first[0] == file_digest else None  # unchanged since
+            rules = state.prefilter.rules_for(raw, job.path, held)
         if rules:
             from sessionfix.runner import process_source  # libcst: only once a file needs a rule
 
@@ -81,7 +90,7 @@ def work_one(state: WorkState, job: Job) -> Outcome:
     deps = {name: project.fact(name) for name in sorted(consulted)} if consulted is not None else None  # type: ignore[union-attr]
     if not state.keep_original and not result.changed:
         result.original = b""
-    return Outcome(result, digest(raw), deps, parsed=bool(rules))
+    return Outcome(result, file_digest, deps, parsed=bool(rules))
 
 
 _STATE: WorkState | None = None
@@ -92,9 +101,30 @@ def _initialise(state: WorkState) -> None:
     _STATE = state
 
 
-def _work_chunk(jobs: list[Job]) -> list[Outcome]:
+#: what a worker sends back for a file with nothing to show: (digest, deps, parsed)
+_Plain = tuple[str | None, dict[str, str] | None, bool]
+
+
+def _compact(outcome: Outcome) -> Outcome | _Plain:
+    """The outcome, or only what the parent cannot rebuild when the file has nothing to show
+    (most files): the parent then makes its FileResult from the job, which spares pickling
+    one result with its path per file (the parent's unpickling is a serial cost of the run)."""
+    result = outcome.result
+    if result.original or result.new_source is not None or result.changes or result.findings or result.error:
+        return outcome
+    return outcome.digest, outcome.deps, outcome.parsed
+
+
+def _expand(job: Job, sent: Outcome | _Plain) -> Outcome:
+    if isinstance(sent, Outcome):
+        return sent
+    file_digest, deps, parsed = sent
+    return Outcome(FileResult(job.path, job.display, b""), file_digest, deps, parsed)
+
+
+def _work_chunk(jobs: list[Job]) -> list[Outcome | _Plain]:
     assert _STATE is not None
-    return [work_one(_STATE, job) for job in jobs]
+    return [_compact(work_one(_STATE, job)) for job in jobs]
 
 
 def scan_one(path: Path, tokens: Sequence[bytes]) -> tuple[str | None, frozenset[bytes], bool]:
@@ -220,5 +250,6 @@ def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int,
         size = max(1, min(16, len(jobs) // (workers * 4)))
         chunks = chunk(jobs, size, heavy)
         with _context().Pool(workers, initializer=_initialise, initargs=(state,)) as pool:
-            for outcomes in pool.imap(_work_chunk, chunks):
-                yield from outcomes
+            for part, outcomes in zip(chunks, pool.imap(_work_chunk, chunks)):
+                for job, sent in zip(part, outcomes):
+                    yield _expand(job, sent)

@@ -172,20 +172,43 @@ def scan_imports(raw: bytes) -> list[ScannedImport] | None:
         if (at > 0 and raw[at - 1] in _IDENTIFIER) or (start < len(raw) and raw[start] in _IDENTIFIER):
             continue
         line_start = _line_start(raw, at)
-        head = raw[line_start:at].lstrip(_SPACE)
-        if head.startswith(b"#"):
+        end = raw.find(b"\n", at)
+        end = len(raw) if end == -1 else end
+        carriage = raw.find(b"\r", at, end)
+        key = (raw[line_start:end if carriage == -1 else carriage], at - line_start)
+        parsed = _READ_LINES.get(key, _UNREAD)
+        if parsed is _UNREAD:
+            parsed = _read_line(raw, line_start, at, start)
+            if b"(" not in key[0]:  # else it may go on past this line
+                if len(_READ_LINES) >= _READ_LINES_KEPT:
+                    _READ_LINES.clear()
+                _READ_LINES[key] = parsed
+        if parsed is _COMMENT:
             continue  # a comment, or text inside a string: not a statement either way
-        if _continued(raw, line_start):
+        if _continued(raw, line_start) or parsed is None:
             return None
-        if not head:
-            parsed = _plain_import(raw, start)
-        elif head.startswith(b"from") and len(head) > 4 and head[4] in b" \t\f.":
-            parsed = _from_import(raw, head, start)
-        else:
-            return None
-        if parsed is None:
-            return None
-        found.extend(parsed)
+        found.extend(parsed)  # type: ignore[arg-type]
+
+
+#: what `_read_line` found on lines without a bracket, which depends only on the line's bytes:
+#: (line, where `import` is in it) -> its imports (many files share their import lines)
+_READ_LINES: dict[tuple[bytes, int], object] = {}
+_READ_LINES_KEPT = 20_000
+_UNREAD = object()
+_COMMENT = object()
+
+
+def _read_line(raw: bytes, line_start: int, at: int, after: int) -> list[ScannedImport] | None | object:
+    """The imports of the statement whose `import` is at `at`; `_COMMENT` when the line is
+    a comment there; None when it cannot be read for sure."""
+    head = raw[line_start:at].lstrip(_SPACE)
+    if head.startswith(b"#"):
+        return _COMMENT
+    if not head:
+        return _plain_import(raw, after)
+    if head.startswith(b"from") and len(head) > 4 and head[4] in b" \t\f.":
+        return _from_import(raw, head, after)
+    return None
 
 
 def import_may_fail(raw: bytes, project: ProjectIndex, package: str) -> bool:
@@ -766,14 +789,17 @@ class Prefilter:
 
     # -- per file --------------------------------------------------------------------------
 
-    def rules_for(self, raw: bytes, path: Path) -> tuple[type[Rule], ...]:
-        """The rules, in pipeline order, that may act on the file with these bytes."""
+    def rules_for(self, raw: bytes, path: Path, held: Collection[bytes] | None = None) -> tuple[type[Rule], ...]:
+        """The rules, in pipeline order, that may act on the file with these bytes.
+
+        `held`: which of the tokens occur in `raw`, when already known (it must be exactly the
+        tokens `occurs` finds there, of a set that includes all of `self.tokens`)."""
         if not ascii_readable(raw):
             return self.rules
         chosen = set(self.always)
         spelled: set[bytes] = set()
         for token, rules in self.tokens.items():
-            if not rules <= chosen and occurs(token, raw):
+            if not rules <= chosen and (occurs(token, raw) if held is None else token in held):
                 chosen |= self.words.get(token, set())
                 spelled.add(token)
         if spelled and self.also:

@@ -75,6 +75,8 @@ class Run:
     parsed: int = 0
     cached: int = 0
     _scanned: dict[Path, Scanned] = field(default_factory=dict, repr=False)
+    #: the tokens `_scanned` was last computed for (each file's `tokens` are those among them)
+    _looked: frozenset[bytes] = field(default_factory=frozenset, repr=False)
     _cwd: Path | None = field(default=None, repr=False)
 
     @property
@@ -103,6 +105,7 @@ class Run:
         the second for files whose hash it lists, when it was made for the same tokens. With
         nothing known and `workers` > 1, a large tree is scanned by worker processes (never in
         the cache's second look, whose reads `sessionfix.replay` must see)."""
+        self._looked = frozenset(tokens)
         looked = sorted(t.decode("utf-8", "replace") for t in tokens)
         reuse: Mapping[str, Any] = {}
         if isinstance(known, dict) and known.get("tokens") == looked and isinstance(known.get("files"), dict):
@@ -292,7 +295,10 @@ class Run:
                 if found is not None:
                     answers[position] = found
         self.cached = len(answers)
-        state = WorkState(self.project, self.settings, tuple(self.rule_classes), prefilter, self.keep_original)
+        held = None
+        if prefilter is not None and set(prefilter.tokens) <= self._looked:
+            held = {path: (scanned.digest, scanned.tokens) for path, scanned in self._scanned.items()}
+        state = WorkState(self.project, self.settings, tuple(self.rule_classes), prefilter, self.keep_original, held)
         pending = [job for position, job in enumerate(jobs) if position not in answers]
         def heavy(job: Job) -> bool:  # may be parsed: holds a token the bytes do not settle
             scanned = self._scanned.get(job.path)

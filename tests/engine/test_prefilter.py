@@ -781,3 +781,74 @@ def test_lexeme_pattern_is_its_plain_form_on_real_files() -> None:
     for path in sorted(p for part in ("src", "tests", "codemods", "bench") for p in (REPO / part).rglob("*.py")):
         raw = path.read_bytes()
         assert [m.span() for m in _LEXEME.finditer(raw)] == [m.span() for m in _PLAIN_LEXEME.finditer(raw)], path
+
+
+def test_tokens_known_from_the_first_pass_choose_the_same_rules(tmp_path: Path) -> None:
+    """rules_for given the tokens the first pass found (of a larger set) chooses what it
+    chooses looking for them itself."""
+    projects = [write_project(tmp_path / "refs", None, **{n.replace("/", "__"): t for n, t in REFERENCES.items()}),
+                _annotated_project(tmp_path / "annotated"), write_project(tmp_path / "attrs", None, **_module_attribute_files())]
+    compared = 0
+    for root in projects:
+        prefilter = _prefilter(root)
+        universe = [*prefilter.tokens, b"Unrelated", b"select"]
+        for path in discover([root], root):
+            raw = path.read_bytes()
+            held = frozenset(t for t in universe if occurs(t, raw))
+            assert prefilter.rules_for(raw, path, held) == prefilter.rules_for(raw, path), path
+            compared += bool(held)
+    assert compared > 30
+
+
+def test_a_worker_looks_again_when_the_file_changed_since_the_first_pass(tmp_path: Path) -> None:
+    from sessionfix.cache import digest
+    from sessionfix.model import Job
+    from sessionfix.parallel import WorkState, work_one
+
+    root = _annotated_project(tmp_path)
+    prefilter = _prefilter(root)
+    path = root / "raw_called.py"
+    config = load_config(root)
+    stale = {path: (digest(b"an older version"), frozenset())}
+    state = WorkState(prefilter.project, config.settings, RULES, prefilter, False, stale)
+    assert work_one(state, Job(path, "raw_called.py")).parsed
+    state.held = {path: (digest(path.read_bytes()), frozenset())}  # the same bytes: the hint is used
+    assert not work_one(state, Job(path, "raw_called.py")).parsed
+
+
+_IMPORT_PIECES = [b"import", b" ", b"from", b"a", b"b.c", b",", b"(", b")", b"#", b"\\", b"\n", b"\r\n", b"\r", b";",
+                  b" as ", b".", b"*", b"'", b'"', b"\t", b"x"]
+
+
+def _scanned_alone(raw: bytes) -> list[ScannedImport] | None:
+    from sessionfix import prefilter as prefilter_module
+
+    prefilter_module._READ_LINES.clear()
+    return scan_imports(raw)
+
+
+_IMPORT_TEXT = st.lists(st.sampled_from(_IMPORT_PIECES), max_size=12).map(b"".join)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.sampled_from([b"", b"from a import (\n", b"from a import (b,\n", b"import a\n"]), _IMPORT_TEXT,
+       st.lists(_IMPORT_TEXT, min_size=1, max_size=6))
+def test_import_lines_read_before_are_read_the_same(opening: bytes, shared: bytes, rests: list[bytes]) -> None:
+    """scan_imports keeps what it read of each line for the next file: the answer for a file is
+    the one it gives reading every line afresh, whatever came before (files here begin alike
+    and differ after, as files sharing an import line do)."""
+    files = [opening + shared + rest for rest in rests]
+    alone = [_scanned_alone(raw) for raw in files]
+    for raw in files:
+        scan_imports(raw)  # every line read once: the next answers come from what was kept
+    assert [scan_imports(raw) for raw in files] == alone
+    assert [scan_imports(raw) for raw in reversed(files)] == alone[::-1]
+
+
+def test_import_lines_read_before_are_read_the_same_on_real_files() -> None:
+    paths = sorted(p for part in ("src", "tests", "codemods", "bench", "examples") for p in (REPO / part).rglob("*.py"))
+    alone = [_scanned_alone(path.read_bytes()) for path in paths]
+    for path in paths:
+        scan_imports(path.read_bytes())
+    assert [scan_imports(path.read_bytes()) for path in paths] == alone
+    assert sum(1 for found in alone if found) > 50
