@@ -19,7 +19,7 @@ from sessionfix.cache import TrackingIndex, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, may_bind, module_attributes, occurs
+from sessionfix.prefilter import Prefilter, ascii_readable, held_tokens, import_may_fail, may_bind, module_attributes
 
 if TYPE_CHECKING:
     from sessionfix.rule import Rule
@@ -94,11 +94,15 @@ def work_one(state: WorkState, job: Job) -> Outcome:
 
 
 _STATE: WorkState | None = None
+#: what a pool's tasks index into: the jobs of `run_jobs`, or the paths and extra argument of
+#: `_in_workers`. It reaches each worker through the pool's initializer, which a forked worker
+#: inherits without pickling, so a task is a pair of indices, not a list of paths.
+_ITEMS: Any = None
 
 
-def _initialise(state: WorkState) -> None:
-    global _STATE
-    _STATE = state
+def _initialise(state: WorkState | None, items: Any) -> None:
+    global _STATE, _ITEMS
+    _STATE, _ITEMS = state, items
 
 
 #: what a worker sends back for a file with nothing to show: (digest, deps, parsed)
@@ -122,47 +126,73 @@ def _expand(job: Job, sent: Outcome | _Plain) -> Outcome:
     return Outcome(FileResult(job.path, job.display, b""), file_digest, deps, parsed)
 
 
-def _work_chunk(jobs: list[Job]) -> list[Outcome | _Plain]:
+def _work_chunk(span: tuple[int, int]) -> list[Outcome | _Plain]:
     assert _STATE is not None
-    return [_compact(work_one(_STATE, job)) for job in jobs]
+    return [_compact(work_one(_STATE, job)) for job in _ITEMS[span[0]:span[1]]]
 
 
-def scan_one(path: Path, tokens: Sequence[bytes]) -> tuple[str | None, frozenset[bytes], bool]:
-    """A file's hash (None: unreadable), which of `tokens` it holds, and whether its bytes
-    alone show what those stand for (see `prefilter.module_attributes`)."""
+#: what the first pass learns of a file: its hash (None: unreadable), which tokens it holds,
+#: whether its bytes alone show what those stand for, and `imports_resolve`'s answer
+Scan = tuple[str | None, frozenset[bytes], bool, tuple[str, ...] | None]
+
+
+def scan_one(path: Path, tokens: Sequence[bytes], project: ProjectIndex | None = None) -> Scan:
+    """What the first pass learns of the file at `path` (see `Scan`). With a `project`, a file
+    that holds no token has its imports checked too (the one thing the prefilter asks of such
+    a file, and one that no token found later changes): when none can fail, the run needs no
+    second look at the file (see `Prefilter.needs_nothing`)."""
     try:
         raw = path.read_bytes()
     except OSError:
-        return None, frozenset(), False
-    held = frozenset(token for token in tokens if occurs(token, raw))
-    return digest(raw), held, bool(held) and module_attributes(raw, held) is not None
+        return None, frozenset(), False, None
+    held = held_tokens(tokens, raw)
+    resolved = imports_resolve(raw, path, project) if project is not None and not held else None
+    return digest(raw), held, bool(held) and module_attributes(raw, held) is not None, resolved
 
 
-def _scan_chunk(task: tuple[list[Path], Sequence[bytes]]) -> list[tuple[str | None, frozenset[bytes], bool]]:
-    paths, tokens = task
-    return [scan_one(path, tokens) for path in paths]
+def imports_resolve(raw: bytes, path: Path, project: ProjectIndex) -> tuple[str, ...] | None:
+    """The project names the import check consulted (what a cached answer depends on), when
+    the file's identifiers are plain bytes and none of its imports may fail; else None."""
+    if not ascii_readable(raw):
+        return None
+    tracking = isinstance(project, TrackingIndex)
+    if tracking:
+        project.consulted = set()  # type: ignore[union-attr]
+    try:
+        fails = import_may_fail(raw, project, project.module_name_for(path)[1])
+        consulted = project.consulted if tracking else set()  # type: ignore[union-attr]
+    finally:
+        if tracking:
+            project.consulted = None  # type: ignore[union-attr]
+    return None if fails else tuple(sorted(consulted or ()))
 
 
-def _may_bind_chunk(task: tuple[list[Path], frozenset[bytes]]) -> list[bool]:
-    paths, tokens = task
-    return [may_bind(path, tokens) for path in paths]
+def _scan_chunk(span: tuple[int, int]) -> list[Scan]:
+    paths, (tokens, project) = _ITEMS
+    return [scan_one(path, tokens, project) for path in paths[span[0]:span[1]]]
 
 
-def _in_workers(work: Callable[[tuple[list[Path], Any]], list[_R]], paths: Sequence[Path], extra: Any,
+def _may_bind_chunk(span: tuple[int, int]) -> list[bool]:
+    paths, tokens = _ITEMS
+    return [may_bind(path, tokens) for path in paths[span[0]:span[1]]]
+
+
+def _in_workers(work: Callable[[tuple[int, int]], list[_R]], paths: Sequence[Path], extra: Any,
                 workers: int) -> list[_R]:
     """`work` over chunks of `paths` (each with `extra`) by `workers` processes, in order: the
     parent's passes over a large tree, which it otherwise makes alone while the cores wait."""
     if not paths:
         return []
     size = max(1, min(256, len(paths) // (workers * 8)))
-    tasks = [(list(paths[i:i + size]), extra) for i in range(0, len(paths), size)]
-    with _context().Pool(min(workers, len(tasks))) as pool:
-        return [found for part in pool.map(work, tasks) for found in part]
+    spans = [(i, min(i + size, len(paths))) for i in range(0, len(paths), size)]
+    with _context().Pool(min(workers, len(spans)), initializer=_initialise, initargs=(None, (paths, extra))) as pool:
+        return [found for part in pool.map(work, spans) for found in part]
 
 
-def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int) -> list[tuple[str | None, frozenset[bytes], bool]]:
+def scan_all(paths: Sequence[Path], tokens: Sequence[bytes], workers: int,
+             project: ProjectIndex | None = None) -> list[Scan]:
     """`scan_one` for each path, in order, by `workers` processes."""
-    return _in_workers(_scan_chunk, paths, tokens, workers)
+    return _in_workers(_scan_chunk, paths, (tokens, project), workers)
 
 
 def may_bind_all(paths: Sequence[Path], tokens: frozenset[bytes], workers: int) -> list[bool]:
@@ -249,7 +279,12 @@ def run_jobs(state: WorkState, jobs: Sequence[Job], workers: int,
         workers = min(workers, len(jobs))
         size = max(1, min(16, len(jobs) // (workers * 4)))
         chunks = chunk(jobs, size, heavy)
-        with _context().Pool(workers, initializer=_initialise, initargs=(state,)) as pool:
-            for part, outcomes in zip(chunks, pool.imap(_work_chunk, chunks)):
-                for job, sent in zip(part, outcomes):
+        spans = []
+        start = 0
+        for part in chunks:  # consecutive jobs: each chunk is a span of indices
+            spans.append((start, start + len(part)))
+            start += len(part)
+        with _context().Pool(workers, initializer=_initialise, initargs=(state, jobs)) as pool:
+            for (begin, end), outcomes in zip(spans, pool.imap(_work_chunk, spans)):
+                for job, sent in zip(jobs[begin:end], outcomes):
                     yield _expand(job, sent)

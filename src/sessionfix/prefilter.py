@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import bisect
 import codecs
+import functools
 import io
 import json
 import re
@@ -311,6 +312,40 @@ def _occurrences(token: bytes, raw: bytes) -> Iterator[int]:
 def occurs(token: bytes, raw: bytes) -> bool:
     """Does `token` occur in `raw` as a whole identifier (not inside `ClientSession`)?"""
     return next(_occurrences(token, raw), None) is not None
+
+
+def held_tokens(tokens: Collection[bytes], raw: bytes) -> frozenset[bytes]:
+    """The tokens that `occurs` finds in `raw`. Tokens are searched for in groups that share a
+    substring (`Session`, `AsyncSession`, `get_session`: `ession`): a file without the
+    substring holds none of them, which one search shows (most files hold none of any group)."""
+    found = []
+    for shared, members in _groups(tuple(sorted(tokens))):
+        if shared is None or shared in raw:
+            found.extend(token for token in members if occurs(token, raw))
+    return frozenset(found)
+
+
+@functools.lru_cache(maxsize=16)
+def _groups(tokens: tuple[bytes, ...]) -> tuple[tuple[bytes | None, tuple[bytes, ...]], ...]:
+    """`tokens` grouped under a substring of 4 bytes or more that each member contains (None:
+    alone), greedily: the substring common to most of the tokens left first."""
+    groups: list[tuple[bytes | None, tuple[bytes, ...]]] = []
+    left = list(tokens)
+    while left:
+        best: tuple[int, int, bytes, list[bytes]] | None = None
+        for token in left:
+            for size in range(4, len(token) + 1):
+                for start in range(len(token) - size + 1):
+                    shared = token[start:start + size]
+                    members = [t for t in left if shared in t]
+                    if best is None or (len(members), size) > best[:2]:
+                        best = (len(members), size, shared, members)
+        if best is None or best[0] < 2:
+            groups.extend((None, (token,)) for token in left)
+            break
+        groups.append((best[2], tuple(best[3])))
+        left = [token for token in left if token not in best[3]]
+    return tuple(groups)
 
 
 #: methods that make a class a context manager
@@ -798,8 +833,10 @@ class Prefilter:
             return self.rules
         chosen = set(self.always)
         spelled: set[bytes] = set()
+        if held is None:
+            held = held_tokens(self.tokens, raw)
         for token, rules in self.tokens.items():
-            if not rules <= chosen and (occurs(token, raw) if held is None else token in held):
+            if not rules <= chosen and token in held:
                 chosen |= self.words.get(token, set())
                 spelled.add(token)
         if spelled and self.also:
@@ -828,6 +865,12 @@ class Prefilter:
                        if not self.sites[rule](parsed[0], self._standing_for(rule, parsed[1], spelled),
                                                self._standing_for(self.also.get(rule, rule), parsed[1], spelled))}
         return tuple(rule for rule in self.rules if rule in chosen)
+
+    def needs_nothing(self, held: Collection[bytes], resolved: tuple[str, ...] | None) -> bool:
+        """Is it certain, without the bytes, that `rules_for` chooses no rule for a file that
+        holds exactly `held` of a set of tokens including all of `self.tokens`, when
+        `resolved` is not None (its identifiers are plain bytes and none of its imports may fail)?"""
+        return resolved is not None and not self.always and not any(token in self.tokens for token in held)
 
     def _reaches_nothing(self, dotted: set[str] | None) -> bool:
         """Do these names (see `module_attributes`) stand for none of the rules' names? Then

@@ -23,7 +23,7 @@ from sessionfix.config import ProjectConfig, Settings, declared_dependencies, fi
 from sessionfix.discover import discover
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
-from sessionfix.prefilter import Prefilter, occurs
+from sessionfix.prefilter import Prefilter, held_tokens
 
 if TYPE_CHECKING:  # both import libcst: a run the cache answers never needs them
     from sessionfix.parallel import Outcome
@@ -49,6 +49,9 @@ class Scanned:
     tokens: frozenset[bytes]
     #: the bytes alone show what the tokens stand for (`module_attributes`): likely no parse
     settled: bool = False
+    #: no import can fail, and these project names told so (`parallel.imports_resolve`);
+    #: None: not known (or one may fail)
+    resolved: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -100,21 +103,29 @@ class Run:
     # -- the first pass ---------------------------------------------------------------------
 
     def _scan(self, paths: Sequence[Path], tokens: Sequence[bytes], known: Mapping[str, Any] | None = None,
-              workers: int = 1) -> None:
+              workers: int = 1, imports: bool = False) -> None:
         """Hash every file and note which tokens it holds; `known` (from `_scan_record`) answers
         the second for files whose hash it lists, when it was made for the same tokens. With
         nothing known and `workers` > 1, a large tree is scanned by worker processes (never in
-        the cache's second look, whose reads `sessionfix.replay` must see)."""
+        the cache's second look, whose reads `sessionfix.replay` must see). `imports`: check the
+        imports of files holding no token too (`parallel.scan_one`), for a run about to process
+        them."""
         self._looked = frozenset(tokens)
         looked = sorted(t.decode("utf-8", "replace") for t in tokens)
         reuse: Mapping[str, Any] = {}
         if isinstance(known, dict) and known.get("tokens") == looked and isinstance(known.get("files"), dict):
             reuse = known["files"]
-        if not reuse and workers > 1 and len(paths) >= SCAN_IN_PARALLEL:
-            from sessionfix.parallel import scan_all
+        parallel = workers > 1 and len(paths) >= SCAN_IN_PARALLEL
+        if not reuse and (imports or parallel):
+            from sessionfix.parallel import scan_all, scan_one
 
-            for path, (hashed, held, settled) in zip(paths, scan_all(paths, tokens, workers)):
-                self._scanned[path] = Scanned(hashed, held, settled)
+            project = self.project if imports else None
+            if parallel:
+                found = scan_all(paths, tokens, workers, project)
+            else:
+                found = [scan_one(path, tokens, project) for path in paths]
+            for path, (hashed, held, settled, resolved) in zip(paths, found):
+                self._scanned[path] = Scanned(hashed, held, settled, resolved)
             return
         for path in paths:
             try:
@@ -127,7 +138,7 @@ class Run:
             if isinstance(stored, list) and len(stored) == 2 and stored[0] == hashed:
                 held = frozenset(t.encode("utf-8") for t in stored[1])
             else:
-                held = frozenset(t for t in tokens if occurs(t, raw))
+                held = held_tokens(tokens, raw)
             self._scanned[path] = Scanned(hashed, held)  # `settled` only matters to a large cold run
 
     def _scan_record(self, tokens: Sequence[bytes]) -> dict[str, Any]:
@@ -165,7 +176,7 @@ class Run:
             prefilter.restore(initial)
         else:
             looked = set(prefilter.tokens)
-            self._scan(files, list(looked), workers=self.jobs)
+            self._scan(files, list(looked), workers=self.jobs, imports=True)
         while True:
             current = set(prefilter.tokens)
             seeds = {p: self._scanned[p].tokens & current for p in files if self._scanned[p].tokens & current}
@@ -173,7 +184,7 @@ class Run:
                 break
             if not set(prefilter.tokens) <= looked:
                 looked = set(prefilter.tokens)
-                self._scan(files, list(looked), workers=self.jobs)
+                self._scan(files, list(looked), workers=self.jobs, imports=True)
         self._save_closure(stored_path, {"base": base, "state": prefilter.dump(),
                                          "seeds": self._seed_key(set(prefilter.tokens), files),
                                          "scan": self._scan_record(list(looked)),
@@ -296,10 +307,16 @@ class Run:
                     answers[position] = found
         self.cached = len(answers)
         held = None
+        settled: dict[int, Scanned] = {}  # files the first pass settled: no second look
         if prefilter is not None and set(prefilter.tokens) <= self._looked:
             held = {path: (scanned.digest, scanned.tokens) for path, scanned in self._scanned.items()}
+            for position, job in enumerate(jobs):
+                scanned = self._scanned.get(job.path)
+                if (not self.keep_original and position not in answers and scanned is not None
+                        and scanned.digest is not None and prefilter.needs_nothing(scanned.tokens, scanned.resolved)):
+                    settled[position] = scanned
         state = WorkState(self.project, self.settings, tuple(self.rule_classes), prefilter, self.keep_original, held)
-        pending = [job for position, job in enumerate(jobs) if position not in answers]
+        pending = [job for position, job in enumerate(jobs) if position not in answers and position not in settled]
         def heavy(job: Job) -> bool:  # may be parsed: holds a token the bytes do not settle
             scanned = self._scanned.get(job.path)
             return scanned is None or (bool(scanned.tokens) and not scanned.settled)
@@ -309,6 +326,9 @@ class Run:
             for position, job in enumerate(jobs):
                 if position in answers:
                     yield answers.pop(position)
+                    continue
+                if position in settled:
+                    yield self._settled(job, settled.pop(position), cache)
                     continue
                 outcome = next(outcomes)
                 self.parsed += outcome.parsed
@@ -320,6 +340,15 @@ class Run:
             if cache is not None:
                 cache.save()
             self._scanned.clear()
+
+    def _settled(self, job: Job, scanned: Scanned, cache: ResultCache | None) -> FileResult:
+        """The result of a file no rule needs, as the first pass read it (what a worker would
+        have sent for it: nothing to show, depending on the project names its imports consulted)."""
+        result = FileResult(job.path, job.display, b"")
+        if cache is not None and scanned.digest is not None and scanned.resolved is not None:
+            assert isinstance(self.project, TrackingIndex)
+            cache.put(job.display, scanned.digest, {name: self.project.fact(name) for name in scanned.resolved}, result)
+        return result
 
     def _from_cache(self, cache: ResultCache, job: Job) -> FileResult | None:
         scanned = self._scanned.get(job.path)

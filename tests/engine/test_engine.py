@@ -179,8 +179,8 @@ def test_warm_scan_reuses_tokens_only_for_unchanged_bytes(tree: Path, monkeypatc
     _run(tree)
     _run(tree)  # the closure was cached already by the first run; this one records the scan too
     searched: list[bytes] = []
-    real = sessionfix.session.occurs
-    monkeypatch.setattr(sessionfix.session, "occurs", lambda token, raw: searched.append(raw) or real(token, raw))
+    real = sessionfix.session.held_tokens
+    monkeypatch.setattr(sessionfix.session, "held_tokens", lambda tokens, raw: searched.append(raw) or real(tokens, raw))
     (tree / "plain_0.py").write_text(JOB)  # a file that held no token now holds one
     run, results = _run(tree)
     assert set(searched) == {JOB.encode()}, "only the edited file's bytes are searched again"

@@ -852,3 +852,15 @@ def test_import_lines_read_before_are_read_the_same_on_real_files() -> None:
         scan_imports(path.read_bytes())
     assert [scan_imports(path.read_bytes()) for path in paths] == alone
     assert sum(1 for found in alone if found) > 50
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"Session", b"AsyncSession", b"get_session", b"session", b"__enter__", b"gather",
+                                 b"ession", b"x", b" ", b".", b"_", b"\n", b"contextmanager", b"async"]), max_size=20),
+       st.sets(st.sampled_from([b"Session", b"AsyncSession", b"get_session", b"__enter__", b"__exit__", b"gather",
+                                b"contextmanager", b"asynccontextmanager", b"sessionmaker"]), min_size=1))
+def test_tokens_found_in_groups_are_the_tokens_that_occur(pieces: list[bytes], tokens: set[bytes]) -> None:
+    from sessionfix.prefilter import held_tokens
+
+    raw = b"".join(pieces)
+    assert held_tokens(tokens, raw) == {token for token in tokens if occurs(token, raw)}
