@@ -1,7 +1,8 @@
 """One run over a set of paths: configuration, validation, discovery, processing.
 
-Processing reads every file once in this process (its hash, and which prefilter tokens it
-holds), takes what it can from the cache, and hands the rest to `sessionfix.parallel`, where
+Processing reads every file once (its hash, and which prefilter tokens it holds; on a large
+tree in worker processes), takes what it can from the cache, answers the files that first pass
+settles (no token, no import that may fail), and hands the rest to `sessionfix.parallel`, where
 the prefilter decides, from the bytes, which rules each file needs; files no rule needs are
 never parsed. Results come back in file order whatever the number of jobs.
 """

@@ -208,6 +208,38 @@ def test_edit_an_imported_module_invalidates_its_importers(tree: Path) -> None:
     assert run.cached == len(after) - 2  # uses.py and models.py itself
 
 
+def test_files_the_first_pass_settles_need_no_worker(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that holds no prefilter token and whose imports all resolve is answered from the
+    first pass: no worker reads it again, and its answer is the one a worker gives."""
+    import sessionfix.parallel
+
+    (tree / "models.py").write_text("class User:\n    pass\n")
+    (tree / "uses.py").write_text("import json\nfrom models import User\n")
+    (tree / "missing.py").write_text("from models import Order\n")
+    sent: list[str] = []
+    real = sessionfix.parallel.work_one
+    monkeypatch.setattr(sessionfix.parallel, "work_one", lambda state, job: sent.append(job.display) or real(state, job))
+    _, results = _run(tree, cache=False)
+    assert "uses.py" not in sent and "models.py" not in sent
+    assert {"missing.py", "jobs_0.py", "plain_0.py", "pkg/broken.py"} <= set(sent)
+    monkeypatch.setattr(sessionfix.parallel, "work_one", real)
+    run = prepare([tree], {})
+    run.prefilter, run.keep_original = False, False  # every file through a worker's rules
+    assert results == [_key(r) for r in run.process()]
+
+
+def test_a_settled_file_is_invalidated_by_the_modules_its_imports_consulted(tree: Path) -> None:
+    (tree / "models.py").write_text("class User:\n    pass\n\n\nclass Order:\n    pass\n")
+    (tree / "uses.py").write_text("from models import User, Order\n")
+    _, before = _run(tree)
+    assert dict((k[0], k) for k in before)["uses.py"][2] == []
+    (tree / "models.py").write_text("class User:\n    pass\n")
+    run, after = _run(tree)
+    assert [f.message for f in dict((k[0], k) for k in after)["uses.py"][2]] == ["models.py defines no Order"]
+    assert run.cached == len(after) - 2  # uses.py and models.py itself
+    assert after == _run(tree, cache=False)[1]
+
+
 def test_config_change_invalidates(tree: Path) -> None:
     _run(tree)
     run, results = _run(tree, unsafe=True)
