@@ -864,3 +864,11 @@ def test_tokens_found_in_groups_are_the_tokens_that_occur(pieces: list[bytes], t
 
     raw = b"".join(pieces)
     assert held_tokens(tokens, raw) == {token for token in tokens if occurs(token, raw)}
+
+
+def test_a_file_needs_nothing_only_without_tokens_and_with_resolving_imports(tmp_path: Path) -> None:
+    prefilter = _prefilter(_annotated_project(tmp_path))
+    assert prefilter.needs_nothing(frozenset(), ())
+    assert prefilter.needs_nothing(frozenset({b"Unrelated"}), ("models",))  # a token of a larger set, not its own
+    assert not prefilter.needs_nothing(frozenset({b"Session"}), ())
+    assert not prefilter.needs_nothing(frozenset(), None)  # an import may fail, or it was not checked
