@@ -182,8 +182,8 @@ def _in_signature(raw: bytes, lexed: _Lexed, defs: list[int], at: int, length: i
     """Is the name at `at` a plain name inside an annotation of the header of the nearest `def`
     before it? (`defs`: where each header's bracket opens.)"""
     index = bisect.bisect_right(defs, at) - 1
-    if index < 0:
-        return False
+    if index < 0 or _BINDS.search(raw, defs[index], at):
+        return False  # a lambda before it: its parameters (`lambda x, y: T`) split like the header's
     segment = defs[index]
     depth = 1
     close = None

@@ -329,7 +329,7 @@ class Run:
                     yield answers.pop(position)
                     continue
                 if position in settled:
-                    yield self._settled(job, settled.pop(position), cache)
+                    yield self._settled(job, settled.pop(position), cache, bool(prefilter and prefilter.imports))
                     continue
                 outcome = next(outcomes)
                 self.parsed += outcome.parsed
@@ -342,13 +342,15 @@ class Run:
                 cache.save()
             self._scanned.clear()
 
-    def _settled(self, job: Job, scanned: Scanned, cache: ResultCache | None) -> FileResult:
+    def _settled(self, job: Job, scanned: Scanned, cache: ResultCache | None, imports: bool) -> FileResult:
         """The result of a file no rule needs, as the first pass read it (what a worker would
-        have sent for it: nothing to show, depending on the project names its imports consulted)."""
+        have sent for it: nothing to show, depending on the project names its imports consulted
+        when some rule checks imports; a worker checks them only then)."""
         result = FileResult(job.path, job.display, b"")
         if cache is not None and scanned.digest is not None and scanned.resolved is not None:
             assert isinstance(self.project, TrackingIndex)
-            cache.put(job.display, scanned.digest, {name: self.project.fact(name) for name in scanned.resolved}, result)
+            names = scanned.resolved if imports else ()
+            cache.put(job.display, scanned.digest, {name: self.project.fact(name) for name in names}, result)
         return result
 
     def _from_cache(self, cache: ResultCache, job: Job) -> FileResult | None:

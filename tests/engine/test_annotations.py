@@ -87,6 +87,12 @@ CASES = {
     "default": ("from m import Session\n\n\ndef f(s=Session):\n    pass\n", False),
     "annotation_then_default": ("from m import Session\n\n\ndef f(s: Session = Session):\n    pass\n", False),
     "lambda_default": ("from m import Session\n\n\ndef f(s=lambda x: Session):\n    pass\n", False),
+    # found by review: a lambda's own commas make its body look like a parameter's annotation
+    "lambda_default_two_parameters": ("from m import Session\n\n\ndef f(t=lambda x, y: Session):\n    pass\n",
+                                      False),
+    "lambda_default_keyword_only": ("from m import Session\n\n\ndef f(t=lambda *, y: Session):\n    pass\n", False),
+    "lambda_default_nested_def": ("from m import Session\n\n\ndef g():\n    def f(t=lambda x, **y: [Session]):\n"
+                                  "        pass\n", False),
     "lambda_in_annotation": ("from m import Session\n\n\ndef f(s: lambda Session: Session):\n    pass\n", False),
     "comprehension_in_annotation": ("def f(s: [Session for Session in x]):\n    pass\n", False),
     "walrus_in_annotation": ("def f(s: [Session := 1]):\n    pass\n", False),
@@ -133,7 +139,7 @@ _SAFE_ANNOTATIONS = [_T, f"Optional[{_T}]", f"{_T} | None", f"'{_T}'", f"list[{_
 _ANNOTATIONS = [*_SAFE_ANNOTATIONS, f"{_T}()", f"f({_T})", f"a.{_T}", f"lambda x: {_T}", f"[{_T} for {_T} in y]",
                 f"[{_T} := 1]", f"{_T} == 1"]
 _SAFE_DEFAULTS = ["", " = None", " = 'a, (b'", " = {'k': 1}", " = (1, 2)", " = x == y"]
-_DEFAULTS = [*_SAFE_DEFAULTS, f" = {_T}", f" = lambda y: {_T}"]
+_DEFAULTS = [*_SAFE_DEFAULTS, f" = {_T}", f" = lambda y: {_T}", f" = lambda a, b: {_T}", f" = lambda *, b: [{_T}]"]
 _SAFE_NAMES = ["x", "*args", "**kw"]
 _NAMES = [*_SAFE_NAMES, _T]
 _SAFE_BODIES = ["pass", "return None", "y = 1", f'"""doc {_T}"""', f"# {_T}", f"y = f'{_T}'", f"from m import {_T}"]

@@ -240,6 +240,25 @@ def test_a_settled_file_is_invalidated_by_the_modules_its_imports_consulted(tree
     assert after == _run(tree, cache=False)[1]
 
 
+def test_a_settled_file_depends_on_no_module_when_no_rule_checks_imports(tree: Path) -> None:
+    """A worker checks imports only for a rule that reports them; so does a settled file's entry."""
+    from sessionfix.registry import RULES
+
+    rules = [rule for rule in RULES if rule.CODE == "SF002"]
+    (tree / "models.py").write_text("class User:\n    pass\n\n\nclass Order:\n    pass\n")
+    (tree / "uses.py").write_text("from models import User, Order\n")
+
+    def run() -> Run:
+        current = prepare([tree], {}, rules)
+        current.use_cache, current.keep_original, current.prefilter = True, False, True
+        list(current.process())
+        return current
+
+    run()
+    (tree / "models.py").write_text("class User:\n    pass\n")
+    assert run().cached == len(run().files) - 1  # models.py itself only: uses.py's entry stands
+
+
 def test_config_change_invalidates(tree: Path) -> None:
     _run(tree)
     run, results = _run(tree, unsafe=True)
