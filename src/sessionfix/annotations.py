@@ -38,9 +38,10 @@ _FROM_IMPORT = re.compile(
 _DEF = re.compile(rb"^[ \t\f]*(?:async[ \t\f]+)?def[ \t\f]+[A-Za-z_][A-Za-z0-9_]*[ \t\f]*\(", re.MULTILINE)
 #: what a header scan stops at
 _MARK = re.compile(rb"->|[()\[\]{},:=#\"']")
-#: a parameter up to its annotation: `name:`, `*args:`, `**kwargs:` (spaces, line breaks,
-#: continuations and comments allowed where Python allows them inside brackets)
-_GAP = rb"(?:[ \t\f\r\n]|\\\r?\n|#[^\r\n]*(?![^\r\n]))*"  # a comment runs to the line's end
+#: what may stand between tokens inside brackets: spaces, line breaks, continuations, and
+#: comments (each running to the line's end, so that no `x:` is read inside one)
+_GAP = rb"(?:[ \t\f\r\n]|\\\r?\n|#[^\r\n]*(?![^\r\n]))*"
+#: a parameter up to its annotation: `name:`, `*args:`, `**kwargs:`
 _PARAMETER = re.compile(_GAP + rb"(?:\*\*?" + _GAP + rb")?[A-Za-z_][A-Za-z0-9_]*" + _GAP + rb":")
 #: words that make an expression bind names (lambda parameters, comprehension targets)
 _BINDS = re.compile(rb"(?<![A-Za-z0-9_])(?:lambda|for)(?![A-Za-z0-9_])")

@@ -11,6 +11,7 @@ The cache is an optimisation only: any error reading or writing it is a warning 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -18,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from sessionfix.index import ModuleInfo, ProjectIndex
 from sessionfix.model import Applicability, Change, FileResult, Finding, Location
@@ -78,6 +79,20 @@ class TrackingIndex(ProjectIndex):
             except OSError:
                 self._digests[path] = "unreadable"
         return self._digests[path]
+
+
+@contextlib.contextmanager
+def consulting(project: ProjectIndex) -> Iterator[set[str] | None]:
+    """The module names `project` is asked about inside the block (what a cached answer
+    depends on); None when it is no TrackingIndex and records nothing."""
+    if not isinstance(project, TrackingIndex):
+        yield None
+        return
+    project.consulted = found = set()
+    try:
+        yield found
+    finally:
+        project.consulted = None
 
 
 def installation_stamp() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from sessionfix.cache import TrackingIndex, digest
+from sessionfix.cache import consulting, digest
 from sessionfix.config import Settings
 from sessionfix.index import ProjectIndex
 from sessionfix.model import FileResult, Job
@@ -66,11 +66,8 @@ def work_one(state: WorkState, job: Job) -> Outcome:
         result.error = f"{job.display}: cannot read ({exc.strerror}); file skipped"
         return Outcome(result)
     project = state.project
-    tracking = isinstance(project, TrackingIndex)
-    if tracking:
-        project.consulted = set()  # type: ignore[union-attr]
     file_digest = digest(raw)
-    try:
+    with consulting(project) as consulted:
         if state.prefilter is None:
             rules = state.rules
         else:
@@ -83,11 +80,7 @@ def work_one(state: WorkState, job: Job) -> Outcome:
             result = process_source(raw, job, project, state.settings, rules)
         else:
             result = FileResult(job.path, job.display, raw)
-        consulted = project.consulted if tracking else None  # type: ignore[union-attr]
-    finally:
-        if tracking:
-            project.consulted = None  # type: ignore[union-attr]
-    deps = {name: project.fact(name) for name in sorted(consulted)} if consulted is not None else None  # type: ignore[union-attr]
+    deps = {name: project.fact(name) for name in sorted(consulted)} if consulted is not None else None  # type: ignore[attr-defined]
     if not state.keep_original and not result.changed:
         result.original = b""
     return Outcome(result, file_digest, deps, parsed=bool(rules))
@@ -155,15 +148,8 @@ def imports_resolve(raw: bytes, path: Path, project: ProjectIndex) -> tuple[str,
     the file's identifiers are plain bytes and none of its imports may fail; else None."""
     if not ascii_readable(raw):
         return None
-    tracking = isinstance(project, TrackingIndex)
-    if tracking:
-        project.consulted = set()  # type: ignore[union-attr]
-    try:
+    with consulting(project) as consulted:
         fails = import_may_fail(raw, project, project.module_name_for(path)[1])
-        consulted = project.consulted if tracking else set()  # type: ignore[union-attr]
-    finally:
-        if tracking:
-            project.consulted = None  # type: ignore[union-attr]
     return None if fails else tuple(sorted(consulted or ()))
 
 
