@@ -116,14 +116,20 @@ def _stat(path: str) -> list[int] | None:
     return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
 
 
+#: entries a listing leaves out: sessionfix's cache, and Python's bytecode cache, which any
+#: process importing a module from the directory may create (a test run, or another tool) and
+#: whose files Python uses only beside their source, so neither changes what a run says
+_UNLISTED = frozenset({CACHE_DIR, "__pycache__"})
+
+
 def _listing(path: str) -> str | None:
     """The directory (its inode) and its entries: names, kinds, where symlinks point and whether
-    something is there (the cache excluded)."""
+    something is there (the caches excluded: `_UNLISTED`)."""
     try:
         entries = [f".\0{os.stat(path).st_ino}"]  # the directory itself
         with os.scandir(path) as scan:
             for entry in scan:
-                if entry.name == CACHE_DIR:
+                if entry.name in _UNLISTED:
                     continue
                 try:
                     if entry.is_symlink():  # where it points, and what is there now (maybe nothing yet)

@@ -116,6 +116,22 @@ def test_a_repeated_run_replays_the_cold_runs_output(aged: Path) -> None:
     assert len(_records(aged)) == 1, "--no-cache neither replays nor records"
 
 
+def test_a_bytecode_cache_appearing_still_replays(aged: Path) -> None:
+    """Python writes `__pycache__` wherever a module is first imported from: the project's own
+    tests, or, in a fresh checkout, another process importing a package of sessionfix that `diff`
+    never imports (CI failed so). No run's answer depends on it, so it does not stop a replay."""
+    _diff(aged)
+    how, recorded = _diff(aged)
+    assert how == "replayed"
+    for directory in (aged, aged / "pkg"):
+        (directory / "__pycache__").mkdir()
+        (directory / "__pycache__" / "plain.cpython-311.pyc").write_bytes(b"")
+    how, again = _diff(aged)
+    assert how == "replayed" and _same(again, recorded)
+    (aged / "pkg" / "more.py").write_text(JOB)  # while a new module still means a full run
+    assert _diff(aged)[0] == "ran"
+
+
 @pytest.mark.parametrize("change", ["edit", "same-size-same-mtime", "new-file", "removed-file", "config"])
 def test_a_change_to_what_the_run_consulted_means_a_full_run(aged: Path, change: str) -> None:
     _diff(aged)
